@@ -1,0 +1,242 @@
+"""task.yaml -> :class:`TaskSpec`: the schema, loading, validation and JSON Schema export.
+
+Every model forbids unknown keys so that a typo fails loudly instead of silently using a
+default. Paths are resolved relative to the task file. Loading errors are turned into one
+line that names the key and the file (see :func:`load_task`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agentopt.errors import TaskError
+
+EVOLVE_START = "EVOLVE-BLOCK-START"
+EVOLVE_END = "EVOLVE-BLOCK-END"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Objective(_Strict):
+    """Which evaluator metric to optimize, and in which direction."""
+
+    metric: str = Field("score", description="Key of the evaluator's returned dict to optimize.")
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when score ``a`` is strictly better than ``b``."""
+        return a > b if self.direction == "maximize" else a < b
+
+
+class SandboxSpec(_Strict):
+    kind: Literal["local", "docker", "ray"] = "local"
+    timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit per evaluation (whole process tree).")
+    memory_mb: int = Field(2048, gt=16, description="Address-space / container memory cap.")
+    network: bool = Field(False, description="Allow network access inside the sandbox.")
+    gpus: str | int | list[str] | None = Field(None, description="'all', a count, or device ids.")
+    cpus: float | None = Field(None, gt=0)
+    max_disk_mb: int = Field(512, gt=0, description="Cap on the work dir's disk use.")
+    image: str | None = Field(None, description="Docker image (docker backend).")
+    ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra env vars passed to the guest.")
+    requirements: list[str] = Field(default_factory=list, description="Python packages the evaluator needs.")
+
+
+class ModelSpec(_Strict):
+    name: str = Field(..., description="litellm model name, e.g. 'openai/gpt-4o-mini' or 'local/smollm2'.")
+    weight: float = Field(1.0, gt=0)
+    api_base: str | None = None
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the key (never the key itself)."
+    )
+
+
+class LLMSpec(_Strict):
+    models: list[ModelSpec] = Field(default_factory=list)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(4096, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    concurrency: int = Field(4, ge=1, description="LLM calls in flight at once.")
+    system_message: str | None = None
+    cache: Path | None = Field(None, description="Request cache file (JSONL); enables offline replay.")
+    replay_only: bool = Field(False, description="Serve only from the cache; a miss is an error.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _models_shorthand(cls, data: Any) -> Any:
+        # Allow `models: ["openai/gpt-4o-mini"]` as well as full mappings.
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = dict(data)
+            data["models"] = [{"name": m} if isinstance(m, str) else m for m in data["models"]]
+        return data
+
+
+class BudgetSpec(_Strict):
+    max_evaluations: int | None = Field(None, gt=0)
+    max_usd: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, gt=0)
+    max_wall_s: float | None = Field(None, gt=0)
+    patience: int | None = Field(None, gt=0, description="Stop after this many iterations without improvement.")
+
+
+class SearchSpec(_Strict):
+    iterations: int = Field(100, ge=0)
+    seed: int = 0
+    mode: Literal["diff", "rewrite"] = Field("diff", description="SEARCH/REPLACE diffs or full rewrites.")
+    mutator: Literal["auto", "llm", "symbolic"] = Field(
+        "auto", description="auto: LLM when a model is configured and reachable, else symbolic."
+    )
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    parallel_evaluations: int = Field(1, ge=1)
+    population_size: int = Field(1000, ge=1)
+    archive_size: int = Field(100, ge=1)
+    num_islands: int = Field(1, ge=1)
+    migration_interval: int = Field(20, ge=1)
+    migration_rate: float = Field(0.1, ge=0, le=1)
+    feature_dimensions: list[str] = Field(default_factory=lambda: ["complexity", "diversity"])
+    feature_bins: int | dict[str, int] = 10
+    exploration_ratio: float = Field(0.2, ge=0, le=1)
+    exploitation_ratio: float = Field(0.7, ge=0, le=1)
+    elite_selection_ratio: float = Field(0.1, ge=0, le=1)
+    num_top_programs: int = Field(3, ge=0)
+    num_diverse_programs: int = Field(2, ge=0)
+    max_code_length: int = Field(20000, gt=0)
+
+
+class CascadeSpec(_Strict):
+    enabled: bool = False
+    thresholds: list[float] = Field(default_factory=list, description="Score needed after stage i to run stage i+1.")
+
+
+class TaskSpec(_Strict):
+    """A whole task: what to evolve, how to score it, with which models and limits."""
+
+    name: str | None = None
+    description: str = ""
+    program: Path = Field(..., description="Initial program; evolvable regions marked with EVOLVE-BLOCK markers.")
+    evaluator: Path = Field(..., description="Guest evaluator file defining evaluate(program_path) -> dict.")
+    extra_files: list[Path] = Field(default_factory=list)
+    objective: Objective = Field(default_factory=Objective)
+    sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
+    llm: LLMSpec = Field(default_factory=LLMSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    cascade: CascadeSpec = Field(default_factory=CascadeSpec)
+    output_dir: Path | None = Field(None, description="Results folder; default runs/<name>.")
+    # Set by load_task; not part of the YAML.
+    task_file: Path | None = Field(None, exclude=True, json_schema_extra={"hidden": True})
+    # Warnings produced while loading (e.g. OpenEvolve keys that agentopt cannot honour); not YAML.
+    load_warnings: list[str] = Field(default_factory=list, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "/" in v):
+            raise ValueError("must be a non-empty name without '/'")
+        return v
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.program.parent.name or "task"
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir is not None:
+            return self.output_dir
+        return Path("runs") / self.display_name
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "<root>"
+
+
+def _first_error_line(err: ValidationError, source: Path) -> str:
+    first = err.errors()[0]
+    loc = _format_loc(first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        msg = f"unknown key '{loc}'"
+    elif kind == "missing":
+        msg = f"missing required key '{loc}'"
+    else:
+        msg = f"key '{loc}': {first['msg']}"
+    more = len(err.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: {msg}{suffix}"
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    if p is None:
+        return None
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def task_from_dict(data: Any, task_file: Path) -> TaskSpec:
+    """Validate ``data`` (already parsed YAML) and resolve paths relative to ``task_file``."""
+    if not isinstance(data, dict):
+        raise TaskError(f"{task_file}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as err:
+        raise TaskError(_first_error_line(err, task_file)) from None
+    base = task_file.resolve().parent
+    spec.program = _resolve(base, spec.program)  # type: ignore[assignment]
+    spec.evaluator = _resolve(base, spec.evaluator)  # type: ignore[assignment]
+    spec.extra_files = [_resolve(base, p) for p in spec.extra_files]  # type: ignore[misc]
+    if spec.llm.cache is not None:
+        spec.llm.cache = _resolve(base, spec.llm.cache)
+    if spec.output_dir is not None:
+        spec.output_dir = _resolve(base, spec.output_dir)
+    spec.task_file = task_file.resolve()
+    for key, path in [("program", spec.program), ("evaluator", spec.evaluator)]:
+        if not path.is_file():
+            raise TaskError(f"{task_file}: key '{key}': file not found: {path}")
+    for i, path in enumerate(spec.extra_files):
+        if not path.exists():
+            raise TaskError(f"{task_file}: key 'extra_files.{i}': not found: {path}")
+    code = spec.program.read_text(encoding="utf-8", errors="replace")
+    if code.count(EVOLVE_START) != code.count(EVOLVE_END):
+        raise TaskError(f"{spec.program}: unbalanced {EVOLVE_START}/{EVOLVE_END} markers")
+    return spec
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    """Load and validate a task file; raise :class:`TaskError` with one line on any problem.
+
+    OpenEvolve-style ``config.yaml`` files (no ``program`` key, an ``initial_program.py``
+    beside them) are recognised and translated by :mod:`agentopt.compat.openevolve` when present.
+    """
+    task_file = Path(path)
+    if not task_file.is_file():
+        raise TaskError(f"{task_file}: task file not found")
+    try:
+        data = yaml.safe_load(task_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise TaskError(f"{task_file}:{where}: invalid YAML: {problem}") from None
+    if isinstance(data, dict) and "program" not in data:
+        try:
+            from agentopt.compat import openevolve as oe  # optional translator (issue: migration)
+        except ImportError:
+            oe = None  # type: ignore[assignment]
+        if oe is not None and oe.looks_like_openevolve(task_file, data):
+            return oe.task_from_openevolve(task_file, data)
+    return task_from_dict(data, task_file)
+
+
+def json_schema() -> str:
+    """JSON Schema of task.yaml, for editor completion (yaml-language-server)."""
+    schema = TaskSpec.model_json_schema()
+    schema.get("properties", {}).pop("task_file", None)
+    schema.get("properties", {}).pop("load_warnings", None)
+    schema["title"] = "agentopt task.yaml"
+    return json.dumps(schema, indent=2)
