@@ -7,10 +7,15 @@ metrics are validated here (finite floats), everything else becomes feedback/art
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
+from agentopt.task import TaskSpec
 
 RESERVED_KEYS = {"score", "combined_score", "feedback", "artifacts", "error"}
 
@@ -84,3 +89,90 @@ def result_from_value(value: dict[str, Any], metric: str = "score") -> EvalResul
         return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts,
                           error=f"evaluator returned no finite numeric '{metric}'", error_kind="bad_result")
     return EvalResult(metrics=metrics, score=score, feedback=feedback[:20_000], artifacts=artifacts)
+
+
+def evaluator_functions(evaluator_path: Path) -> set[str]:
+    """Top-level function names the evaluator defines, read from its AST (never imported)."""
+    try:
+        tree = ast.parse(evaluator_path.read_text(encoding="utf-8", errors="replace"))
+    except SyntaxError:
+        return set()
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def job_for(spec: TaskSpec, program_path: Path, function: str) -> SandboxJob:
+    sb = spec.sandbox
+    return SandboxJob(
+        evaluator_path=spec.evaluator,
+        program_path=program_path,
+        function=function,
+        extra_files=list(spec.extra_files),
+        timeout_s=sb.timeout_s,
+        memory_mb=sb.memory_mb,
+        network=sb.network,
+        gpus=sb.gpus,
+        cpus=sb.cpus,
+        env=dict(sb.env),
+        max_disk_mb=sb.max_disk_mb,
+        requirements=list(sb.requirements),
+    )
+
+
+def _from_job(job_result: JobResult, metric: str, stage: int) -> EvalResult:
+    if not job_result.ok or job_result.value is None:
+        return EvalResult(
+            error=job_result.error or "evaluation failed",
+            error_kind=job_result.error_kind or "crash",
+            stage=stage,
+            wall_s=job_result.wall_s,
+            isolation=job_result.isolation,
+            stdout=job_result.stdout,
+            stderr=job_result.stderr,
+        )
+    result = result_from_value(job_result.value, metric)
+    return result.model_copy(
+        update={
+            "stage": stage,
+            "wall_s": job_result.wall_s,
+            "isolation": job_result.isolation,
+            "stdout": job_result.stdout,
+            "stderr": job_result.stderr,
+        }
+    )
+
+
+async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path) -> EvalResult:
+    """Evaluate one program, running cascade stages when the task enables them.
+
+    With a cascade, ``evaluate_stage1`` runs first; stage ``i+1`` runs only when stage ``i``'s
+    score reaches ``thresholds[i]`` (a missing threshold means "passes when it did not fail").
+    The final result merges the metrics of every stage that ran; its score is the last stage's.
+    """
+    metric = spec.objective.metric
+    functions = evaluator_functions(spec.evaluator)
+    stages = [f"evaluate_stage{i}" for i in (1, 2, 3) if f"evaluate_stage{i}" in functions]
+    if not spec.cascade.enabled or not stages:
+        return _from_job(await sandbox.run(job_for(spec, program_path, "evaluate")), metric, 0)
+    # A final full `evaluate` runs after the stages when the evaluator defines it.
+    if "evaluate" in functions:
+        stages.append("evaluate")
+    merged: dict[str, float] = {}
+    feedback: list[str] = []
+    result = EvalResult(error="no stage ran", error_kind="bad_result")
+    wall = 0.0
+    for index, function in enumerate(stages, start=1):
+        result = _from_job(await sandbox.run(job_for(spec, program_path, function)), metric, index)
+        wall += result.wall_s
+        merged.update(result.metrics)
+        if result.feedback:
+            feedback.append(result.feedback)
+        if result.error is not None:
+            break
+        thresholds = spec.cascade.thresholds
+        if index - 1 < len(thresholds) and index < len(stages) and result.score is not None:
+            limit = thresholds[index - 1]
+            passed = result.score >= limit if spec.objective.direction == "maximize" else result.score <= limit
+            if not passed:
+                feedback.append(f"stopped after stage {index}: score {result.score:.6g} did not reach {limit:g}")
+                break
+    return result.model_copy(update={"metrics": merged, "feedback": "\n".join(feedback), "wall_s": wall})

@@ -65,6 +65,12 @@ class LLMSpec(_Strict):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
     concurrency: int = Field(4, ge=1, description="LLM calls in flight at once.")
+    selection: Literal["weighted", "bandit"] = Field(
+        "weighted",
+        description="How each call picks a model: by weight, or a cost-aware UCB bandit that learns "
+        "which model yields improvements (its statistics persist across resume).",
+    )
+    bandit_cost_weight: float = Field(0.5, ge=0, description="How strongly the bandit penalizes expensive models.")
     system_message: str | None = None
     cache: Path | None = Field(None, description="Request cache file (JSONL); enables offline replay.")
     replay_only: bool = Field(False, description="Serve only from the cache; a miss is an error.")
@@ -109,6 +115,9 @@ class SearchSpec(_Strict):
     num_top_programs: int = Field(3, ge=0)
     num_diverse_programs: int = Field(2, ge=0)
     max_code_length: int = Field(20000, gt=0)
+    novelty_threshold: float = Field(
+        0.0, ge=0, le=1, description="Reject children whose code distance to an island program is below this (0: off)."
+    )
 
 
 class CascadeSpec(_Strict):

@@ -80,5 +80,5 @@ class Sandbox(abc.ABC):
         """Protections this backend can apply on this machine (for the weaker-isolation warning)."""
         return []
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release workers/containers. Default: nothing to release."""

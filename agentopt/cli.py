@@ -1,0 +1,348 @@
+"""The `agentopt` command line (Typer). Presentation only: every command calls the Python API.
+
+Heavy modules (litellm, the engine) are imported inside commands so `agentopt --help` is
+instant. Errors a user can cause print one line (``error: ...``) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from agentopt import __version__
+
+app = typer.Typer(
+    name="agentopt",
+    help="Optimize prompts, agent code, hyper-parameters and kernels with LLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="Sandbox images and checks.", no_args_is_help=True)
+import_app = typer.Typer(help="Import tasks written for other tools.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(import_app, name="import")
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(func: F) -> F:
+    """Turn AgentoptError into `error: <one line>` + exit 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from agentopt.errors import AgentoptError
+
+        try:
+            return func(*args, **kwargs)
+        except AgentoptError as err:
+            err_console.print(f"[bold red]error:[/] {_inert(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except (typer.Exit, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # a bug in agentopt: one line by default, the traceback with -v
+            import logging
+
+            from agentopt.llm.redact import redact
+
+            logging.getLogger("agentopt").debug("internal error", exc_info=True)
+            line = redact(" ".join(f"{type(err).__name__}: {err}".split()))[:500]
+            err_console.print(
+                f"[bold red]internal error:[/] {_inert(line)} (please report it; --verbose shows the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _inert(text: str) -> str:
+    """Candidate/evaluator text shown in the terminal: no escape sequences, no rich markup."""
+    from rich.markup import escape
+
+    try:
+        from agentopt.textsafe import strip_control
+    except ImportError:  # pragma: no cover - textsafe is part of the package
+        return escape(text)
+    return escape(strip_control(text))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"agentopt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details to stderr.")] = False,
+) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, markup=False)],
+    )
+
+
+def _pick_run_dir(spec: Any, output: Path | None) -> Path:
+    """An explicit --output that already holds a run is an error (resume it instead); the
+    default folder gets a numeric suffix so re-running the README command never mixes runs."""
+    from agentopt.errors import AgentoptError
+
+    if output is not None:
+        if (output / "programs.db").exists():
+            raise AgentoptError(f"{output} already holds a run: continue it with `agentopt resume {output}`")
+        return output
+    base = spec.resolved_output_dir()
+    candidate, n = base, 1
+    while (candidate / "programs.db").exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _run_with_progress(run: Callable[[Any], Any], quiet: bool) -> Any:
+    from agentopt.cli_progress import RichReporter
+
+    reporter = RichReporter(console, enabled=not quiet)
+    try:
+        summary = run(reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        run_dir = reporter.run_dir or "the run folder"
+        err_console.print(
+            f"[yellow]interrupted[/]: everything evaluated is kept; continue with `agentopt resume {run_dir}`"
+        )
+        raise typer.Exit(130) from None
+    reporter.close()
+    return summary
+
+
+@app.command()
+@_one_line_errors
+def evolve(
+    task: Annotated[Path, typer.Argument(help="task.yaml (or an OpenEvolve config.yaml).")],
+    iterations: Annotated[int | None, typer.Option("--iterations", "-n", help="Override search.iterations.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Results folder (default runs/<task>).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
+) -> None:
+    """Evolve the task's program and write the best one and a summary to the results folder."""
+    from agentopt.evolve.api import run_async
+    from agentopt.task import load_task
+
+    spec = load_task(task)
+    run_dir = _pick_run_dir(spec, output)
+
+    def run(reporter: Any) -> Any:
+        import asyncio
+
+        reporter.run_dir = run_dir
+        return asyncio.run(run_async(spec, run_dir, iterations=iterations, reporter=reporter))
+
+    summary = _run_with_progress(run, quiet)
+    _print_summary(summary)
+
+
+@app.command()
+@_one_line_errors
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `agentopt evolve`.")],
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", "-n", help="New total number of iterations.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue a stopped or finished run where it left off."""
+    from agentopt.evolve.api import run_async
+    from agentopt.evolve.controller import load_task_snapshot
+
+    spec = load_task_snapshot(run_dir)
+
+    def run(reporter: Any) -> Any:
+        import asyncio
+
+        reporter.run_dir = run_dir
+        return asyncio.run(run_async(spec, run_dir, iterations=iterations, reporter=reporter))
+
+    _print_summary(_run_with_progress(run, quiet))
+
+
+@app.command()
+@_one_line_errors
+def validate(task: Annotated[Path, typer.Argument(help="task.yaml to check.")]) -> None:
+    """Check a task file: schema, paths, EVOLVE-BLOCK markers. Exit 2 with one line on error."""
+    from agentopt.task import load_task
+
+    spec = load_task(task)
+    for warning in spec.load_warnings:
+        err_console.print(f"[yellow]warning:[/] {_inert(warning)}")
+    console.print(
+        f"[green]ok[/]: {spec.display_name} — program {spec.program.name}, evaluator {spec.evaluator.name}, "
+        f"{spec.search.iterations} iterations, {spec.objective.direction} {spec.objective.metric}",
+        highlight=False,
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of task.yaml (for editor completion)."""
+    from agentopt.task import json_schema
+
+    sys.stdout.write(json_schema() + "\n")
+
+
+@app.command()
+@_one_line_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Where to write the HTML report (default RUN_DIR/report.html).")
+    ] = None,
+) -> None:
+    """Summarize a run in the terminal and write a self-contained HTML report."""
+    from agentopt.errors import AgentoptError
+    from agentopt.evolve.summary import read_summary
+
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise AgentoptError(f"{run_dir}: no summary.json (not a run folder, or the run never started)")
+    _print_summary(summary)
+    from agentopt.evolve.report import write_html_report
+
+    path = write_html_report(run_dir, html or run_dir / "report.html")
+    console.print(f"HTML report: {path}", highlight=False)
+
+
+@app.command()
+@_one_line_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the new task in.")],
+) -> None:
+    """Create a minimal task folder (task.yaml, initial_program.py, evaluator.py) to edit."""
+    from agentopt.scaffold import write_task_skeleton
+
+    written = write_task_skeleton(directory)
+    console.print(f"created {written}: edit it, then `agentopt evolve {written}`")
+
+
+@app.command()
+@_one_line_errors
+def optimize(
+    config: Annotated[Path, typer.Argument(help="Optimization config (see docs/trace.md).")],
+    iterations: Annotated[int | None, typer.Option("--iterations", "-n")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+) -> None:
+    """Optimize the Params of a traced workflow (prompts, code, numbers) against a dataset."""
+    from agentopt.optim.command import run_optimize_cli
+
+    raise typer.Exit(run_optimize_cli(config, iterations=iterations, output=output))
+
+
+@app.command()
+@_one_line_errors
+def ci(
+    task: Annotated[Path, typer.Argument(help="task.yaml whose program is gated.")],
+    baseline: Annotated[Path, typer.Option("--baseline", "-b", help="Baseline JSON (commit it).")] = Path(
+        "baseline.json"
+    ),
+    repeats: Annotated[int, typer.Option("--repeats", "-r", help="Evaluations of the program (noisy metrics).")] = 3,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Absolute slack before a drop is a regression.")]
+    = 0.0,
+    rel_tolerance: Annotated[float, typer.Option("--rel-tolerance", help="Slack relative to the baseline mean.")]
+    = 0.0,
+    confidence: Annotated[float, typer.Option("--confidence", help="Bootstrap confidence level.")] = 0.95,
+    budget: Annotated[
+        int | None, typer.Option("--budget", help="First run a bounded search of N iterations; gate its best.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder for --budget.")] = None,
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write a new baseline and exit 0.")]
+    = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here.")] = None,
+) -> None:
+    """Gate CI: exit 1 when the program regresses against the baseline (one-line reason)."""
+    from agentopt.ci import run_ci
+    from agentopt.task import load_task
+
+    spec = load_task(task)
+    code, line = run_ci(
+        spec,
+        baseline_path=baseline,
+        repeats=repeats,
+        tolerance=tolerance,
+        rel_tolerance=rel_tolerance,
+        confidence=confidence,
+        budget=budget,
+        output=output,
+        update_baseline=update_baseline,
+        junit=junit,
+    )
+    (console if code == 0 else err_console).print(_inert(line), highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@sandbox_app.command("build")
+@_one_line_errors
+def sandbox_build(
+    kind: Annotated[str, typer.Argument(help="cpu or cuda")] = "cpu",
+    tag: Annotated[str | None, typer.Option("--tag")] = None,
+    offline: Annotated[bool, typer.Option("--offline/--registry", help="Build from Debian packages (debootstrap).")]
+    = True,
+) -> None:
+    """Build a sandbox Docker image."""
+    from agentopt.sandbox.images import run_sandbox_build_cli
+
+    raise typer.Exit(run_sandbox_build_cli(kind, tag, offline))
+
+
+@import_app.command("openevolve")
+@_one_line_errors
+def import_openevolve(
+    directory: Annotated[Path, typer.Argument(help="OpenEvolve task folder (config.yaml, initial_program.py, ...)")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing task.yaml.")] = False,
+) -> None:
+    """Write an equivalent, commented task.yaml beside an OpenEvolve config."""
+    from agentopt.compat.openevolve import run_import_cli
+
+    raise typer.Exit(run_import_cli(directory, force))
+
+
+def _print_summary(summary: Any) -> None:
+    from rich.table import Table
+
+    from agentopt.evolve.summary import summary_markdown
+
+    table = Table(title=f"agentopt — {summary.task}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for line in summary_markdown(summary).splitlines()[4:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 2:
+            table.add_row(cells[0], _inert(cells[1]))
+    console.print(table)
+    console.print(f"results: {summary.run_dir}  (best program: {summary.best_program_path})", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

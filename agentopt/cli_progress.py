@@ -1,0 +1,76 @@
+"""Live progress for `agentopt evolve`: a rich progress bar with best score, evals/s, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def _inert(text: str) -> str:
+    from agentopt.textsafe import strip_control
+
+    return escape(strip_control(text))
+
+
+class RichReporter:
+    """Implements the controller's Reporter protocol with a rich Progress display."""
+
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.run_dir: Path | None = None
+        self._progress: Progress | None = None
+        self._task_id: Any = None
+        self._best: float | None = None
+
+    def start(self, *, total: int, done: int, mutator: str) -> None:
+        self.console.print(f"[bold]agentopt[/] evolving with [cyan]{escape(mutator)}[/] → {self.run_dir}", highlight=False)
+        if not self.enabled:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]iter[/]"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("best [green]{task.fields[best]}[/]"),
+            TextColumn("{task.fields[rate]} eval/s"),
+            TextColumn("fail {task.fields[failures]}"),
+            TextColumn("cache {task.fields[hits]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        self._task_id = self._progress.add_task(
+            "evolve", total=total, completed=done, best="—", rate="0.0", failures=0, hits=0
+        )
+
+    def message(self, text: str) -> None:
+        self.console.print(_inert(text), highlight=False)
+
+    def update(self, *, iteration: int, program: Any, best: Any, stats: Any) -> None:
+        best_score = best.score if best is not None else None
+        if best_score is not None and best_score != self._best and self._best is not None and not self.enabled:
+            self.console.print(f"iteration {iteration}: new best {best_score:.6g}")
+        self._best = best_score
+        if self._progress is None:
+            return
+        self._progress.update(
+            self._task_id,
+            completed=iteration,
+            best="—" if best_score is None else f"{best_score:.6g}",
+            rate=f"{stats.evals_per_s():.1f}",
+            failures=stats.failures,
+            hits=stats.cache_hits,
+        )
+
+    def finish(self, summary: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,427 @@
+"""The evolution loop: sample parents, mutate (LLM or symbolic), evaluate in a sandbox, store.
+
+Determinism and resume hinge on two choices made here:
+
+* Work proceeds in *batches*. Every child of a batch samples from the database state as it
+  was when the batch started, and each iteration ``i`` draws from its own RNG seeded with
+  ``(seed, i)``. Results are added to the store in iteration order through a reorder buffer,
+  so the store's content does not depend on which evaluation finished first.
+* Program ids are ``hash(seed, iteration, code)``. After a crash, resuming replays the
+  interrupted batch with the same RNGs (and the LLM request cache), and every child whose id
+  is already stored is skipped, so nothing is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentopt.errors import AgentoptError, BudgetExceeded, LLMError
+from agentopt.evaluate import EvalResult, evaluate_program
+from agentopt.evolve.db import Program, ProgramDB, make_program_id
+from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
+from agentopt.evolve.summary import RunSummary, write_outputs
+from agentopt.sandbox.base import Sandbox
+from agentopt.task import TaskSpec
+
+log = logging.getLogger(__name__)
+
+STATE_NEXT_ITERATION = "next_iteration"
+STATE_STARTED_AT = "wall_s_before"
+STATE_PREVIOUS_ERRORS = "previous_errors"
+STATE_LEDGER = "llm_ledger"
+STATE_NO_IMPROVE = "iterations_without_improvement"
+STATE_PENDING = "pending_batch"
+STATE_EVALUATIONS = "evaluations_total"
+
+
+class Reporter(Protocol):
+    """Receives progress events; the CLI draws them with rich, the API ignores them."""
+
+    def start(self, *, total: int, done: int, mutator: str) -> None: ...
+    def message(self, text: str) -> None: ...
+    def update(self, *, iteration: int, program: Program, best: Program | None, stats: RunStats) -> None: ...
+    def finish(self, summary: RunSummary) -> None: ...
+
+
+class NullReporter:
+    def start(self, **_: Any) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        log.info(text)
+
+    def update(self, **_: Any) -> None:
+        pass
+
+    def finish(self, summary: RunSummary) -> None:
+        pass
+
+
+@dataclass
+class RunStats:
+    evaluations: int = 0
+    failures: int = 0
+    cache_hits: int = 0
+    rejected_replies: int = 0
+    llm_errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+    wall_before: float = 0.0
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_before + (time.monotonic() - self.started)
+
+    def evals_per_s(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.evaluations / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class Child:
+    """A proposed program for one iteration, before evaluation."""
+
+    iteration: int
+    parent: Program | None
+    code: str | None
+    mutation: dict[str, Any]
+    island: int = 0
+    error: str | None = None  # set when no child could be produced (bad reply, LLM failure)
+
+
+class EvolutionController:
+    """Runs (or resumes) one evolution run in ``run_dir``."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        run_dir: Path,
+        *,
+        sandbox: Sandbox,
+        mutator: Any,
+        reporter: Reporter | None = None,
+        iterations: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.sandbox = sandbox
+        self.mutator = mutator
+        self.reporter = reporter or NullReporter()
+        self.total_iterations = spec.search.iterations if iterations is None else iterations
+        self.db = ProgramDB.open(run_dir / "programs.db", objective=spec.objective, search=spec.search)
+        self.stats = RunStats(wall_before=float(self.db.get_state(STATE_STARTED_AT, 0.0)))
+        self.work_dir = run_dir / ".work"
+        self._stop_reason: str | None = None
+        self._previous_errors: dict[str, str] = dict(self.db.get_state(STATE_PREVIOUS_ERRORS, {}))
+        self._no_improve = int(self.db.get_state(STATE_NO_IMPROVE, 0))
+        self._evaluations_total = int(self.db.get_state(STATE_EVALUATIONS, 0))
+        mutator.attach(self.db)
+        self._eval_slots = asyncio.Semaphore(max(1, spec.search.parallel_evaluations))
+
+    # ------------------------------------------------------------------ helpers
+    def _better(self, a: Program, b: Program | None) -> bool:
+        if not a.ok:
+            return False
+        if b is None or not b.ok:
+            return True
+        return self.spec.objective.better(a.score, b.score)  # type: ignore[arg-type]
+
+    async def _evaluate_code(self, code: str, name: str) -> EvalResult:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        suffix = self.spec.program.suffix or ".py"
+        path = self.work_dir / f"{name}{suffix}"
+        path.write_text(code, encoding="utf-8")
+        try:
+            async with self._eval_slots:
+                return await evaluate_program(self.sandbox, self.spec, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _program_from(self, child: Child, code: str, result: EvalResult, pid: str) -> Program:
+        parent = child.parent
+        return Program(
+            id=pid,
+            code=code,
+            parent_id=parent.id if parent else None,
+            iteration=child.iteration,
+            generation=(parent.generation + 1) if parent else 0,
+            island=child.island,
+            score=result.score if result.error is None else None,
+            metrics=result.metrics,
+            feedback=result.feedback,
+            artifacts=result.artifacts,
+            error=result.error,
+            error_kind=result.error_kind,
+            stage=result.stage,
+            code_hash=exact_hash(code),
+            norm_hash=normalized_code_hash(code),
+            complexity=code_complexity(code),
+            mutation=child.mutation,
+            isolation=result.isolation,
+            wall_s=result.wall_s,
+            created_at=time.time(),
+        )
+
+    # ------------------------------------------------------------------ budgets
+    def _budget_stop(self, next_iteration: int) -> str | None:
+        budget = self.spec.search.budget
+        if next_iteration > self.total_iterations:
+            return f"reached {self.total_iterations} iterations"
+        if budget.max_evaluations is not None and self._evaluations_total >= budget.max_evaluations:
+            return f"evaluation budget of {budget.max_evaluations} reached"
+        if budget.max_wall_s is not None and self.stats.wall_s >= budget.max_wall_s:
+            return f"wall-time budget of {budget.max_wall_s:g}s reached"
+        if budget.patience is not None and self._no_improve >= budget.patience:
+            return f"no improvement in {budget.patience} iterations (patience)"
+        ledger_error = self.mutator.budget_error()
+        if ledger_error:
+            return ledger_error
+        return None
+
+    # ------------------------------------------------------------------ steps
+    async def _ensure_initial(self) -> None:
+        if self.db.count() > 0:
+            return
+        code = self.spec.program.read_text(encoding="utf-8")
+        child = Child(iteration=0, parent=None, code=code, mutation={"kind": "initial"})
+        result = await self._evaluate_code(code, "initial")
+        pid = make_program_id(self.spec.search.seed, 0, exact_hash(code))
+        program = self._program_from(child, code, result, pid)
+        self.db.add(program)
+        self.stats.evaluations += 1
+        self._evaluations_total += 1
+        if not program.ok:
+            self.stats.failures += 1
+            self.reporter.message(f"initial program failed: {program.error}")
+        self.db.set_state(STATE_NEXT_ITERATION, 1)
+        self.reporter.update(iteration=0, program=program, best=self.db.best(), stats=self.stats)
+
+    async def _produce(self, iteration: int) -> Child:
+        rng = random.Random(f"{self.spec.search.seed}:{iteration}")
+        island = self.db.next_island(iteration)
+        parent, inspirations = self.db.sample(
+            rng,
+            island=island,
+            num_top=self.spec.search.num_top_programs,
+            num_diverse=self.spec.search.num_diverse_programs,
+        )
+        previous_error = self._previous_errors.get(parent.id)
+        child: Child = await self.mutator.propose(
+            iteration=iteration, parent=parent, inspirations=inspirations, rng=rng, previous_error=previous_error
+        )
+        child.island = island
+        return child
+
+    async def _finish_child(self, child: Child, pending: dict[str, Any]) -> tuple[Child, Program | None, str]:
+        """Evaluate (or reuse) a child. Returns (child, program or None, outcome)."""
+        if child.code is None:
+            return child, None, "rejected"
+        if len(child.code) > self.spec.search.max_code_length:
+            child.error = f"program is {len(child.code)} chars, over max_code_length {self.spec.search.max_code_length}"
+            return child, None, "rejected"
+        code_hash = exact_hash(child.code)
+        pid = make_program_id(self.spec.search.seed, child.iteration, code_hash)
+        threshold = self.spec.search.novelty_threshold
+        if threshold > 0 and pid not in pending and self.db.is_near_duplicate(
+            child.code, island=child.island, threshold=threshold
+        ):
+            child.error = f"near-duplicate of a stored program (code distance < {threshold:g})"
+            return child, None, "rejected"
+        if pid in pending:  # evaluated before an interruption, not yet merged into the store
+            return child, Program.model_validate(pending[pid]), "resumed"
+        existing = self.db.get(pid)
+        if existing is not None:
+            return child, existing, "stored"
+        cached = self.db.find_by_hash(norm_hash=normalized_code_hash(child.code))
+        if cached is not None:
+            result = EvalResult(
+                metrics=cached.metrics,
+                score=cached.score,
+                feedback=cached.feedback,
+                artifacts=cached.artifacts,
+                error=cached.error,
+                error_kind=cached.error_kind,
+                stage=cached.stage,
+                isolation=cached.isolation,
+            )
+            child.mutation = {**child.mutation, "cache_hit": cached.id}
+            outcome = "cache_hit"
+        else:
+            result = await self._evaluate_code(child.code, pid)
+            outcome = "evaluated"
+        program = self._program_from(child, child.code, result, pid)
+        # Durable at once, but kept out of the selection indexes until the batch ends, so a
+        # resumed batch samples exactly what the uninterrupted one did.
+        pending[pid] = program.model_dump(mode="json")
+        self.db.set_state(STATE_PENDING, pending)
+        return child, program, outcome
+
+    def _commit(self, child: Child, program: Program | None, outcome: str) -> None:
+        """Record one finished iteration (called in iteration order)."""
+        parent_id = child.parent.id if child.parent else None
+        self.mutator.observe(child, program)
+        if program is None:
+            self.stats.rejected_replies += 1
+            reason = child.error or "no child produced"
+            if parent_id:
+                self._previous_errors[parent_id] = reason
+            self.db.record_rejection(
+                iteration=child.iteration,
+                parent_id=parent_id,
+                reason=reason,
+                reply_excerpt=str(child.mutation.get("reply", ""))[:2000],
+            )
+            self._no_improve += 1
+            return
+        best_before = self.db.best()
+        if outcome != "stored":
+            self.db.add(program)
+        if outcome == "evaluated":
+            self.stats.evaluations += 1
+            self._evaluations_total += 1
+        elif outcome == "cache_hit":
+            self.stats.cache_hits += 1
+        if not program.ok:
+            self.stats.failures += 1
+            if parent_id and program.error:
+                self._previous_errors[parent_id] = f"child failed evaluation: {program.error}"
+        elif parent_id:
+            self._previous_errors.pop(parent_id, None)
+        if self._better(program, best_before):
+            self._no_improve = 0
+        else:
+            self._no_improve += 1
+        self.reporter.update(iteration=child.iteration, program=program, best=self.db.best(), stats=self.stats)
+
+    async def _run_batch(self, first: int, size: int) -> None:
+        pending: dict[str, Any] = dict(self.db.get_state(STATE_PENDING, {}) or {})
+        iterations = list(range(first, first + size))
+
+        async def one(it: int) -> tuple[Child, Program | None, str]:
+            return await self._finish_child(await self._produce(it), pending)
+
+        tasks = [asyncio.ensure_future(one(it)) for it in iterations]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for child, program, outcome in results:  # commit strictly in iteration order
+            self._commit(child, program, outcome)
+        self.db.set_state(STATE_NEXT_ITERATION, first + size)
+        self.db.set_state(STATE_PENDING, {})
+        self._save_state()
+
+    def _save_state(self) -> None:
+        self.db.set_state(STATE_PREVIOUS_ERRORS, self._previous_errors)
+        self.db.set_state(STATE_NO_IMPROVE, self._no_improve)
+        self.db.set_state(STATE_EVALUATIONS, self._evaluations_total)
+        self.db.set_state(STATE_STARTED_AT, self.stats.wall_s)
+        snapshot = self.mutator.ledger_snapshot()
+        if snapshot is not None:
+            self.db.set_state(STATE_LEDGER, snapshot)
+
+    def batch_size(self) -> int:
+        return max(self.spec.search.parallel_evaluations, self.mutator.concurrency())
+
+    async def run(self) -> RunSummary:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ledger = self.db.get_state(STATE_LEDGER)
+        if ledger is not None:
+            self.mutator.restore_ledger(ledger)
+        next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 0))
+        self.reporter.start(total=self.total_iterations, done=max(0, next_it - 1), mutator=self.mutator.describe())
+        interrupted = False
+        try:
+            await self._ensure_initial()
+            while True:
+                next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 1))
+                reason = self._budget_stop(next_it)
+                if reason:
+                    self._stop_reason = reason
+                    break
+                size = min(self.batch_size(), self.total_iterations - next_it + 1)
+                migrated = self.db.maybe_migrate(next_it)
+                if migrated:
+                    log.info("migrated %d programs between islands at iteration %d", migrated, next_it)
+                await self._run_batch(next_it, size)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            interrupted = True
+            self._stop_reason = "interrupted (resume with `agentopt resume`)"
+        except BudgetExceeded as err:
+            self._stop_reason = str(err)
+        except LLMError as err:
+            self._stop_reason = f"LLM failed: {err}"
+        finally:
+            with contextlib.suppress(Exception):
+                self._save_state()
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        summary = self.summary()
+        write_outputs(self.run_dir, self.db, summary, self.spec)
+        self.reporter.finish(summary)
+        self.db.close()
+        if interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    def summary(self) -> RunSummary:
+        best = self.db.best()
+        initial = next(iter(self.db.programs(order="iteration")), None)
+        totals = self.mutator.totals()
+        return RunSummary(
+            task=self.spec.display_name,
+            run_dir=str(self.run_dir),
+            objective=self.spec.objective.metric,
+            direction=self.spec.objective.direction,
+            initial_score=initial.score if initial else None,
+            best_score=best.score if best else None,
+            best_program_id=best.id if best else None,
+            best_iteration=best.iteration if best else None,
+            best_program_path=str(self.run_dir / ("best_program" + (self.spec.program.suffix or ".py")))
+            if best
+            else None,
+            iterations=max(0, int(self.db.get_state(STATE_NEXT_ITERATION, 1)) - 1),
+            programs=self.db.count(),
+            evaluations=self.stats.evaluations,
+            failures=self.stats.failures,
+            cache_hits=self.stats.cache_hits,
+            rejected_replies=self.stats.rejected_replies,
+            llm_calls=totals.get("calls", 0),
+            tokens=totals.get("tokens", 0),
+            cost_usd=totals.get("usd", 0.0),
+            wall_s=round(self.stats.wall_s, 3),
+            stop_reason=self._stop_reason or "finished",
+            mutator=self.mutator.describe(),
+            isolation=best.isolation if best else [],
+        )
+
+
+def save_task_snapshot(spec: TaskSpec, run_dir: Path) -> None:
+    """Store the resolved task next to the run so `agentopt resume RUN_DIR` needs nothing else."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = spec.model_dump(mode="json")
+    data["__task_file__"] = str(spec.task_file) if spec.task_file else None
+    (run_dir / "task.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def load_task_snapshot(run_dir: Path) -> TaskSpec:
+    path = run_dir / "task.json"
+    if not path.is_file():
+        raise AgentoptError(f"{run_dir}: not an agentopt run directory (no task.json)")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    task_file = data.pop("__task_file__", None)
+    spec = TaskSpec.model_validate(data)
+    spec.task_file = Path(task_file) if task_file else None
+    for key, p in [("program", spec.program), ("evaluator", spec.evaluator)]:
+        if not Path(p).is_file():
+            raise AgentoptError(f"{run_dir}: the task's {key} file is gone: {p}")
+    return spec

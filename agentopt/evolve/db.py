@@ -1,0 +1,649 @@
+"""The program database: an append-only SQLite store plus in-memory selection indexes.
+
+Storage (one file, WAL journal):
+
+- ``programs``: one row per evaluated program. Hot columns (id, iteration, island, score,
+  hashes, raw features) are plain columns; everything else (metrics, feedback, artifacts,
+  mutation, ...) is one zlib-compressed JSON blob, so a row costs little beyond its text.
+- ``blobs``: program source, zlib-compressed, stored once per distinct source text and
+  shared by every program (and cache hit) with that text; no per-program code copies.
+- ``migrations``: each island migration as ordered ``(program, destination)`` moves, with
+  the insertion point (``after_seq``) at which it happened.
+- ``meta`` (format, schema version, the run's objective/search settings), ``state``
+  (controller JSON values), ``llm_calls``, ``rejections``.
+
+Durability: every write commits before the call returns. ``synchronous=NORMAL`` in WAL
+mode keeps a commit across a process crash (kill -9) and never corrupts the file; only an
+OS crash or power loss can drop the last few commits (the price of sub-millisecond adds).
+
+Resume: opening the file replays programs and migrations in insertion order into
+:class:`~agentopt.evolve.selection.Population`, reading only the small hot columns, which
+reproduces the in-memory state exactly (see ``selection`` for the determinism rules).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import random
+import re
+import sqlite3
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from pydantic import BaseModel
+
+from agentopt.errors import AgentoptError
+from agentopt.evolve.features import (
+    REFERENCE_SAMPLE,
+    CodeProfile,
+    ReferenceSet,
+    bins_for,
+    code_profile,
+    fast_code_distance,
+    raw_features,
+)
+from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key
+from agentopt.task import Objective, SearchSpec
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "agentopt-programdb"
+APPLICATION_ID = 0x41474F50  # "AGOP" in the SQLite header, so `file`-style tools can tell
+CODE_CACHE_SIZE = 512
+NEAR_DUPLICATE_TOP = 8  # best members of the island compared by is_near_duplicate
+# Settings that decide the shape of the stored indexes; a reopened run must not change them.
+STRUCTURAL_SEARCH_KEYS = ("num_islands", "feature_dimensions", "feature_bins")
+_SECRET_KEY = re.compile(r"api[_-]?key|authorization|secret|password|bearer", re.IGNORECASE)
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE blobs(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, code BLOB NOT NULL);
+CREATE TABLE programs(
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    parent_id TEXT,
+    iteration INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    island INTEGER NOT NULL,
+    score REAL,
+    rankable INTEGER NOT NULL,
+    code_hash TEXT NOT NULL,
+    norm_hash TEXT NOT NULL,
+    blob INTEGER NOT NULL REFERENCES blobs(id),
+    features TEXT,
+    data BLOB NOT NULL
+);
+CREATE INDEX programs_code_hash ON programs(code_hash);
+CREATE INDEX programs_norm_hash ON programs(norm_hash);
+CREATE TABLE migrations(
+    ord INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, after_seq INTEGER NOT NULL,
+    program_seq INTEGER NOT NULL, to_island INTEGER NOT NULL
+);
+CREATE TABLE state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE llm_calls(seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE rejections(
+    seq INTEGER PRIMARY KEY, iteration INTEGER NOT NULL, parent_id TEXT,
+    reason TEXT NOT NULL, reply_excerpt TEXT NOT NULL
+);
+"""
+
+# Fields kept in the compressed ``data`` blob rather than in columns.
+_DATA_FIELDS = (
+    "score", "metrics", "feedback", "artifacts", "error", "error_kind", "stage", "complexity",
+    "mutation", "isolation", "wall_s", "created_at",
+)  # fmt: skip
+_SELECT_PROGRAM = (
+    "SELECT p.seq, p.id, p.parent_id, p.iteration, p.generation, p.island, p.code_hash,"
+    " p.norm_hash, p.data, b.code FROM programs p JOIN blobs b ON b.id = p.blob"
+)
+
+
+class ProgramDBError(AgentoptError):
+    """The database file cannot be used: not an agentopt DB, newer schema, or settings clash."""
+
+
+class Program(BaseModel):
+    """One evaluated candidate, exactly as stored and as handed to prompts and reports."""
+
+    id: str
+    code: str
+    parent_id: str | None = None
+    iteration: int = 0
+    generation: int = 0
+    island: int = 0
+    score: float | None = None
+    metrics: dict[str, float] = {}
+    feedback: str = ""
+    artifacts: dict[str, str] = {}
+    error: str | None = None
+    error_kind: str | None = None
+    stage: int = 0
+    code_hash: str = ""
+    norm_hash: str = ""
+    complexity: float = 0.0
+    mutation: dict[str, Any] = {}
+    isolation: list[str] = []
+    wall_s: float = 0.0
+    created_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.score is not None
+
+
+def make_program_id(seed: int, iteration: int, code_hash: str) -> str:
+    """Deterministic 16-hex id: same run seed, iteration and code always give the same id,
+    which is what makes re-adding a program after a resume a no-op."""
+    return hashlib.sha256(f"{seed}:{iteration}:{code_hash}".encode()).hexdigest()[:16]
+
+
+def _pack(fields: dict[str, Any]) -> bytes:
+    """JSON of the cold fields; zlib-compressed only when that pays (small rows stay raw)."""
+    raw = json.dumps(fields, separators=(",", ":"), default=str).encode("utf-8")
+    return zlib.compress(raw) if len(raw) > 200 else raw
+
+
+def _unpack(data: bytes) -> dict[str, Any]:
+    # Raw JSON starts with '{'; a zlib stream never does (its first byte is 0x78 here).
+    return json.loads(data if data[:1] == b"{" else zlib.decompress(data))
+
+
+def _rankable(program: Program) -> bool:
+    # NaN cannot be ordered (and SQLite stores it as NULL), so it never enters the indexes.
+    return program.ok and not math.isnan(program.score)  # type: ignore[arg-type]
+
+
+def _redact(value: Any) -> Any:
+    """Drop values stored under secret-looking keys (defence in depth for llm_calls)."""
+    if isinstance(value, dict):
+        return {k: "<redacted>" if _SECRET_KEY.search(str(k)) else _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _load_distance() -> Any:
+    """``hashing.code_distance`` when that module is installed, else the built-in measure."""
+    try:
+        from agentopt.evolve.hashing import code_distance
+    except ImportError:
+        return fast_code_distance
+    return code_distance
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(method: Callable[Concatenate[ProgramDB, _P], _R]) -> Callable[Concatenate[ProgramDB, _P], _R]:
+    """Serialize a method on the instance lock: LLM-call hooks may fire from worker threads,
+    and one thread's statement must never land inside another's open transaction."""
+
+    @functools.wraps(method)
+    def wrapper(self: ProgramDB, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class ProgramDB:
+    """SQLite-backed program store with MAP-Elites islands; see the module docstring."""
+
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, objective: Objective, search: SearchSpec
+    ) -> None:
+        self.path = path
+        self.objective = objective
+        self.search = search
+        self._conn = conn
+        self._dims = tuple(search.feature_dimensions)
+        params = SelectionParams(
+            num_islands=search.num_islands,
+            bins=bins_for(self._dims, search.feature_bins),
+            population_size=search.population_size,
+            archive_size=search.archive_size,
+            exploration_ratio=search.exploration_ratio,
+            exploitation_ratio=search.exploitation_ratio,
+            elite_selection_ratio=search.elite_selection_ratio,
+            reference_sample=REFERENCE_SAMPLE,
+        )
+        self._pop = Population(params, objective.direction)
+        self._count = 0
+        self._last_seq = 0
+        self._migration_epoch = 0
+        self._code_cache: OrderedDict[int, str] = OrderedDict()
+        self._references = [ReferenceSet() for _ in range(search.num_islands)]
+        self._ref_profiles: dict[int, CodeProfile] = {}
+        self._distance: Any = None
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: Path, *, objective: Objective, search: SearchSpec) -> ProgramDB:
+        """Create the database or reopen it (rebuilding every index by replay)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if not tables:
+                cls._create(conn, objective, search)
+            else:
+                cls._check(path, conn, tables, objective, search)
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise ProgramDBError(f"{path}: not an agentopt program database ({err})") from None
+        except BaseException:
+            conn.close()
+            raise
+        db = cls(path, conn, objective, search)
+        db._replay()
+        return db
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection, objective: Objective, search: SearchSpec) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            meta = {
+                "format": FORMAT_NAME,
+                "schema_version": str(SCHEMA_VERSION),
+                "objective": objective.model_dump_json(),
+                "search": search.model_dump_json(),
+                "created_at": repr(time.time()),
+            }
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _check(
+        path: Path, conn: sqlite3.Connection, tables: set[str], objective: Objective, search: SearchSpec
+    ) -> None:
+        if "meta" not in tables:
+            raise ProgramDBError(
+                f"{path}: not an agentopt program database (SQLite file without agentopt tables)"
+            )
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if meta.get("format") != FORMAT_NAME:
+            raise ProgramDBError(f"{path}: not an agentopt program database (format {meta.get('format')!r})")
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise ProgramDBError(
+                f"{path}: written by a newer agentopt (schema version {version}, this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade agentopt"
+            )
+        stored_obj = Objective.model_validate_json(meta["objective"])
+        if (stored_obj.metric, stored_obj.direction) != (objective.metric, objective.direction):
+            raise ProgramDBError(
+                f"{path}: run was created to {stored_obj.direction} '{stored_obj.metric}' but the task now says "
+                f"{objective.direction} '{objective.metric}'; use a new output directory"
+            )
+        stored_search = json.loads(meta["search"])
+        for key in STRUCTURAL_SEARCH_KEYS:
+            now = search.model_dump(mode="json")[key]
+            if stored_search.get(key) != now:
+                raise ProgramDBError(
+                    f"{path}: run was created with search.{key} = {stored_search.get(key)!r}, the task now says "
+                    f"{now!r}; use a new output directory"
+                )
+
+    def _replay(self) -> None:
+        """Rebuild the in-memory indexes by re-inserting stored programs and migrations in
+        their original order (reads only hot columns; never the code or data blobs)."""
+        batches: list[tuple[int, list[tuple[int, int]]]] = []
+        last: tuple[int, int] | None = None
+        for epoch, after_seq, program_seq, to_island in self._conn.execute(
+            "SELECT epoch, after_seq, program_seq, to_island FROM migrations ORDER BY ord"
+        ):
+            if last != (epoch, after_seq):
+                batches.append((after_seq, []))
+                last = (epoch, after_seq)
+            batches[-1][1].append((program_seq, to_island))
+        row = self._conn.execute("SELECT value FROM state WHERE key = '__migration_epoch'").fetchone()
+        self._migration_epoch = int(json.loads(row[0])) if row else 0
+        pending = 0
+        direction = self.objective.direction
+        cursor = self._conn.execute(
+            "SELECT seq, id, iteration, island, score, rankable, features FROM programs ORDER BY seq"
+        )
+        for seq, pid, iteration, island, score, rankable, features in cursor:
+            while pending < len(batches) and batches[pending][0] < seq:
+                self._pop.apply_migration(batches[pending][1])
+                pending += 1
+            key = rank_key(score, iteration, seq, direction) if rankable else None
+            feats = tuple(json.loads(features)) if features is not None else None
+            self._pop.insert(Record(seq, pid, iteration, island, key, feats))
+            self._count += 1
+            self._last_seq = seq
+        while pending < len(batches):
+            self._pop.apply_migration(batches[pending][1])
+            pending += 1
+
+    # ------------------------------------------------------------------ writing
+    @_locked
+    def add(self, program: Program) -> None:
+        """Store ``program`` durably, then index it. A known id is ignored (idempotent resume)."""
+        if not 0 <= program.island < len(self._pop.islands):
+            raise ValueError(
+                f"program {program.id}: island {program.island} outside 0..{len(self._pop.islands) - 1}"
+            )
+        conn = self._conn
+        rankable = _rankable(program)
+        profile = code_profile(program.code) if rankable and "diversity" in self._dims else None
+        features = self._features(program, profile) if rankable else None
+        code_bytes = program.code.encode("utf-8")
+        digest = hashlib.sha256(code_bytes).digest()[:16]
+        data = _pack({f: getattr(program, f) for f in _DATA_FIELDS})
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Upsert returning the id: one statement whether or not the text is already stored.
+            (blob_id,) = conn.execute(
+                "INSERT INTO blobs(hash, code) VALUES (?, ?) ON CONFLICT(hash) DO UPDATE SET hash = excluded.hash"
+                " RETURNING id",
+                (digest, zlib.compress(code_bytes)),
+            ).fetchone()
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO programs(id, parent_id, iteration, generation, island, score, rankable,"
+                " code_hash, norm_hash, blob, features, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    program.id, program.parent_id, program.iteration, program.generation, program.island,
+                    program.score if rankable else None, int(rankable), program.code_hash, program.norm_hash,
+                    blob_id, json.dumps(features) if features is not None else None, data,
+                ),
+            )  # fmt: skip
+            if cur.rowcount == 0:  # id already stored: a resumed run re-adding it
+                conn.execute("ROLLBACK")
+                return
+            seq = int(cur.lastrowid or 0)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._count += 1
+        self._last_seq = seq
+        self._remember_code(seq, program.code)
+        if profile is not None:
+            self._keep_reference_profile(seq, profile, program.island)
+        key = rank_key(program.score, program.iteration, seq, self.objective.direction) if rankable else None  # type: ignore[arg-type]
+        self._pop.insert(Record(seq, program.id, program.iteration, program.island, key, features))
+
+    def _features(self, program: Program, profile: CodeProfile | None) -> tuple[float, ...]:
+        refs: ReferenceSet | None = None
+        if "diversity" in self._dims:
+            refs = self._references[program.island]
+            seqs = self._pop.islands[program.island].references
+            for seq in seqs[len(refs) :]:  # catch up (after a reopen, or a new reference)
+                refs.append(self._ref_profiles.pop(seq, None) or code_profile(self._code(seq)))
+        return raw_features(
+            self._dims,
+            code=program.code,
+            complexity=program.complexity,
+            score=float(program.score),  # type: ignore[arg-type]
+            metrics=program.metrics,
+            profile=profile,
+            references=refs,
+        )
+
+    def _keep_reference_profile(self, seq: int, profile: CodeProfile, island: int) -> None:
+        # Population.insert (called right after) makes this program a reference of its
+        # island while the sample has room; keep its profile so it is not recomputed.
+        if len(self._pop.islands[island].references) < REFERENCE_SAMPLE:
+            self._ref_profiles[seq] = profile
+
+    @_locked
+    def maybe_migrate(self, iteration: int) -> int:
+        """Ring-migrate each island's top ``migration_rate`` fraction once per
+        ``migration_interval`` iterations; returns how many programs moved.
+
+        Rounds are numbered ``iteration // migration_interval``: a round runs the first time
+        any iteration of it is seen (batches may skip the exact multiple) and never twice,
+        also across a resume. The moves and the round number commit together.
+
+        Lineage: a migrant is not copied. It keeps its single row and id (and its birth
+        ``Program.island``) and becomes a member of the destination island as well; the
+        ``migrations`` table records each move so a reopen replays it.
+        """
+        epoch = iteration // self.search.migration_interval
+        if epoch <= self._migration_epoch or len(self._pop.islands) < 2:
+            return 0
+        moves = self._pop.plan_migration(self.search.migration_rate)
+        after_seq = self._last_seq
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO migrations(epoch, after_seq, program_seq, to_island) VALUES (?, ?, ?, ?)",
+                [(epoch, after_seq, seq, dest) for seq, dest in moves],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO state(key, value) VALUES ('__migration_epoch', ?)",
+                (json.dumps(epoch),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._migration_epoch = epoch
+        self._pop.apply_migration(moves)
+        return len(moves)
+
+    def record_llm_call(self, record: dict[str, Any]) -> None:
+        """Append one LLM call record (secret-looking keys are redacted before storing)."""
+        self._write("INSERT INTO llm_calls(data) VALUES (?)", (json.dumps(_redact(record), default=str),))
+
+    @_locked
+    def llm_calls(self) -> list[dict[str, Any]]:
+        return [json.loads(row[0]) for row in self._conn.execute("SELECT data FROM llm_calls ORDER BY seq")]
+
+    def record_rejection(
+        self, *, iteration: int, parent_id: str | None, reason: str, reply_excerpt: str
+    ) -> None:
+        """Append an LLM reply that produced no child (bad diff, too long, near duplicate)."""
+        self._write(
+            "INSERT INTO rejections(iteration, parent_id, reason, reply_excerpt) VALUES (?, ?, ?, ?)",
+            (iteration, parent_id, reason, reply_excerpt[:4000]),
+        )
+
+    @_locked
+    def rejections(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT iteration, parent_id, reason, reply_excerpt FROM rejections ORDER BY seq"
+        )
+        return [{"iteration": i, "parent_id": p, "reason": r, "reply_excerpt": e} for i, p, r, e in rows]
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a JSON value (RNG state, counters, ledger snapshot) durably under ``key``."""
+        self._write("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    @_locked
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    @_locked
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._conn.execute(sql, params)  # autocommit mode: committed when this returns
+
+    # ------------------------------------------------------------------ reading
+    @_locked
+    def get(self, program_id: str) -> Program | None:
+        row = self._conn.execute(_SELECT_PROGRAM + " WHERE p.id = ?", (program_id,)).fetchone()
+        return None if row is None else self._program(row)
+
+    @_locked
+    def _get_seq(self, seq: int) -> Program:
+        row = self._conn.execute(_SELECT_PROGRAM + " WHERE p.seq = ?", (seq,)).fetchone()
+        return self._program(row)
+
+    def _program(self, row: tuple[Any, ...]) -> Program:
+        seq, pid, parent_id, iteration, generation, island, code_hash, norm_hash, data, code = row
+        code_text = zlib.decompress(code).decode("utf-8")
+        self._remember_code(seq, code_text)
+        fields = _unpack(data)
+        # Validated when it was added; model_construct skips re-validation (the hot path of
+        # sample()) and fills defaults for any field a future version adds.
+        return Program.model_construct(
+            id=pid, code=code_text, parent_id=parent_id, iteration=iteration, generation=generation,
+            island=island, code_hash=code_hash, norm_hash=norm_hash, **fields,
+        )  # fmt: skip
+
+    @_locked
+    def _code(self, seq: int) -> str:
+        code = self._code_cache.get(seq)
+        if code is not None:
+            self._code_cache.move_to_end(seq)
+            return code
+        row = self._conn.execute(
+            "SELECT b.code FROM programs p JOIN blobs b ON b.id = p.blob WHERE p.seq = ?", (seq,)
+        ).fetchone()
+        code = zlib.decompress(row[0]).decode("utf-8")
+        self._remember_code(seq, code)
+        return code
+
+    def _remember_code(self, seq: int, code: str) -> None:
+        self._code_cache[seq] = code
+        self._code_cache.move_to_end(seq)
+        if len(self._code_cache) > CODE_CACHE_SIZE:
+            self._code_cache.popitem(last=False)
+
+    @_locked
+    def best(self, island: int | None = None) -> Program | None:
+        """Best ranked program overall, or on ``island`` (ties: earliest iteration)."""
+        if island is None:
+            key = self._pop.best
+        else:
+            ranked = self._pop.islands[island].ranked
+            key = ranked[0] if ranked else None
+        return None if key is None else self._get_seq(key[2])
+
+    def count(self, *, ok_only: bool = False) -> int:
+        return self._pop.ok_count if ok_only else self._count
+
+    def programs(self, *, order: str = "iteration") -> Iterator[Program]:
+        """All stored programs: ``iteration`` (then insertion), ``insertion``, or ``score``
+        (best first, then failed ones by iteration). Streams in pages; order from memory."""
+        records = self._pop.records.values()
+        if order == "insertion":
+            seqs = sorted(self._pop.records)
+        elif order == "iteration":
+            seqs = [r.seq for r in sorted(records, key=lambda r: (r.iteration, r.seq))]
+        elif order == "score":
+            ranked = sorted(r.key for r in records if r.key is not None)
+            failed = sorted((r.iteration, r.seq) for r in records if r.key is None)
+            seqs = [k[2] for k in ranked] + [f[1] for f in failed]
+        else:
+            raise ValueError(f"unknown order {order!r} (iteration, insertion, score)")
+        for start in range(0, len(seqs), 256):
+            page = seqs[start : start + 256]
+            marks = ",".join("?" * len(page))
+            rows = {r[0]: r for r in self._conn.execute(_SELECT_PROGRAM + f" WHERE p.seq IN ({marks})", page)}
+            for seq in page:
+                yield self._program(rows[seq])
+
+    @_locked
+    def find_by_hash(self, *, code_hash: str | None = None, norm_hash: str | None = None) -> Program | None:
+        """Earliest stored program with this exact and/or normalized hash (equivalence cache)."""
+        clauses, params = [], []
+        if code_hash:
+            clauses.append("p.code_hash = ?")
+            params.append(code_hash)
+        if norm_hash:
+            clauses.append("p.norm_hash = ?")
+            params.append(norm_hash)
+        if not clauses:
+            raise ValueError("find_by_hash needs code_hash or norm_hash")
+        sql = _SELECT_PROGRAM + " WHERE " + " AND ".join(clauses) + " ORDER BY p.seq LIMIT 1"
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else self._program(row)
+
+    @_locked
+    def grid(self, island: int) -> dict[tuple[int, ...], str]:
+        """MAP-Elites cell -> elite program id on ``island`` (cells sorted)."""
+        grid = self._pop.islands[island].grid
+        return {cell: self._pop.records[grid[cell]].pid for cell in sorted(grid)}
+
+    # ------------------------------------------------------------------ sampling
+    def next_island(self, iteration: int) -> int:
+        """Round-robin island for ``iteration``."""
+        return iteration % len(self._pop.islands)
+
+    @_locked
+    def sample(
+        self, rng: random.Random, *, island: int, num_top: int, num_diverse: int
+    ) -> tuple[Program, list[Program]]:
+        """Parent and inspirations for the next prompt on ``island``.
+
+        Normal: parent by the exploration/exploitation/weighted mix, inspirations = top
+        members plus elites of other cells. Fix mode: when the island has no ok program but
+        has failed ones, the most recent failure is the parent (so the LLM repairs it) and
+        inspirations come from the nearest island that has ok programs. An empty island is
+        seeded from that nearest island. Consumes ``rng`` deterministically.
+        """
+        pop = self._pop
+        if not 0 <= island < len(pop.islands):
+            raise ValueError(f"island {island} outside 0..{len(pop.islands) - 1}")
+        home = pop.islands[island]
+        source = home if home.ranked else pop.donor(island)
+        failed = home.last_failed if not home.ranked else None
+        if failed is None and source is None:
+            failed = pop.last_failed
+        if failed is not None:
+            parent_seq = failed
+        elif source is not None:
+            parent_seq = pop.choose_parent(rng, source)
+        else:
+            raise ProgramDBError(f"{self.path}: the program database is empty; add the initial program first")
+        inspiration_seqs = (
+            pop.inspirations(rng, source, parent_seq, num_top, num_diverse) if source is not None else []
+        )
+        return self._get_seq(parent_seq), [self._get_seq(seq) for seq in inspiration_seqs]
+
+    @_locked
+    def is_near_duplicate(self, code: str, *, island: int, threshold: float = 0.02) -> bool:
+        """True when ``code`` is within ``threshold`` distance of a recent or top program on
+        ``island``. Bounded candidate set (recent + best), so the cost is O(1) in store size."""
+        home = self._pop.islands[island]
+        candidates: list[int] = []
+        for seq in [*reversed(home.recent), *home.top(NEAR_DUPLICATE_TOP)]:
+            if seq not in candidates:
+                candidates.append(seq)
+        if self._distance is None:
+            self._distance = _load_distance()
+        return any(self._distance(code, self._code(seq)) <= threshold for seq in candidates)
+
+    # ------------------------------------------------------------------ closing
+    @_locked
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close (safe to call twice)."""
+        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # another reader holds the WAL; the next open checkpoints it
+        conn.close()
+
+    def __enter__(self) -> ProgramDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

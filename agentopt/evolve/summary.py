@@ -1,0 +1,92 @@
+"""The run summary and the files a finished (or interrupted) run leaves in its folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from agentopt.evolve.db import ProgramDB
+    from agentopt.task import TaskSpec
+
+
+class RunSummary(BaseModel):
+    task: str
+    run_dir: str
+    objective: str
+    direction: str
+    initial_score: float | None = None
+    best_score: float | None = None
+    best_program_id: str | None = None
+    best_iteration: int | None = None
+    best_program_path: str | None = None
+    iterations: int = 0
+    programs: int = 0
+    evaluations: int = 0
+    failures: int = 0
+    cache_hits: int = 0
+    rejected_replies: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    stop_reason: str = ""
+    mutator: str = ""
+    isolation: list[str] = Field(default_factory=list)
+
+    @property
+    def improved(self) -> bool:
+        if self.initial_score is None or self.best_score is None:
+            return self.best_score is not None
+        if self.direction == "maximize":
+            return self.best_score > self.initial_score
+        return self.best_score < self.initial_score
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.6g}"
+
+
+def summary_markdown(summary: RunSummary) -> str:
+    rows = [
+        ("task", summary.task),
+        ("objective", f"{summary.direction} {summary.objective}"),
+        ("initial score", _fmt(summary.initial_score)),
+        ("best score", _fmt(summary.best_score)),
+        ("best program", f"{summary.best_program_id} (iteration {summary.best_iteration})"),
+        ("iterations", str(summary.iterations)),
+        ("evaluations", str(summary.evaluations)),
+        ("failed candidates", str(summary.failures)),
+        ("equivalence-cache hits", str(summary.cache_hits)),
+        ("rejected LLM replies", str(summary.rejected_replies)),
+        ("LLM calls / tokens / cost", f"{summary.llm_calls} / {summary.tokens} / ${summary.cost_usd:.4f}"),
+        ("wall time", f"{summary.wall_s:.1f} s"),
+        ("mutator", summary.mutator),
+        ("isolation", ", ".join(summary.isolation) or "—"),
+        ("stopped because", summary.stop_reason),
+    ]
+    lines = [f"# agentopt run: {summary.task}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(run_dir: Path, db: ProgramDB, summary: RunSummary, spec: TaskSpec) -> None:
+    """Write best_program.*, summary.json and summary.md. Safe to call repeatedly."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    best = db.best()
+    if best is not None and summary.best_program_path:
+        Path(summary.best_program_path).write_text(best.code, encoding="utf-8")
+    (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    (run_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+    if spec.load_warnings:
+        (run_dir / "warnings.txt").write_text("\n".join(spec.load_warnings) + "\n", encoding="utf-8")
+
+
+def read_summary(run_dir: Path) -> RunSummary | None:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    return RunSummary.model_validate(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,108 @@
+"""Append-only JSONL cache of LLM answers, keyed by request content: record once, replay offline.
+
+Why an occurrence counter is part of the key: a sampling run legitimately asks the *same*
+prompt several times and expects different answers (temperature > 0). Keying on content
+alone would replay the first answer every time and change the run. Instead the n-th time a
+request is asked in this process it maps to the n-th recorded answer, so replaying a run
+reproduces it answer for answer (given the same seed and call order).
+
+Why JSONL, append-only, tolerant of a torn last line: a crash (or kill) mid-write must not
+lose the answers already paid for; each answer is one flushed+fsynced line and a partial
+last line is skipped on load (and a newline is written before appending after it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from agentopt.llm.types import Completion
+
+log = logging.getLogger("agentopt.llm")
+
+#: Fields of a request that determine its answer; anything else is ignored by :meth:`RequestCache.key`.
+KEY_FIELDS = ("model", "messages", "temperature", "max_tokens", "seed", "extra", "occurrence")
+
+
+class RequestCache:
+    """Request-content-keyed store of completions backed by one JSONL file."""
+
+    def __init__(self, path: Path, *, replay_only: bool = False) -> None:
+        self.path = Path(path)
+        self.replay_only = replay_only
+        self._lock = threading.Lock()
+        self._entries: dict[str, Completion] = {}
+        self._occurrences: dict[str, int] = {}
+        self.skipped_lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("r", encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    completion = Completion.model_validate(row["completion"])
+                    key = str(row["key"])
+                except (ValueError, KeyError, TypeError):
+                    # A torn line from a crash mid-write (or a hand edit): skip it, keep the rest.
+                    self.skipped_lines += 1
+                    log.warning("LLM cache %s: skipping unreadable line %d", self.path, lineno)
+                    continue
+                self._entries.setdefault(key, completion)  # first answer recorded wins
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @staticmethod
+    def key(request: dict[str, Any]) -> str:
+        """sha256 of the canonical JSON of the request's answer-determining fields (:data:`KEY_FIELDS`).
+
+        Callers put ``model``, ``messages``, ``temperature``, ``max_tokens``, ``seed``, optional
+        ``extra`` (other provider kwargs) and ``occurrence`` (see :meth:`next_key`) in ``request``.
+        """
+        canonical = {k: request.get(k) for k in KEY_FIELDS}
+        blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def next_key(self, request: dict[str, Any]) -> str:
+        """Key for this request's next occurrence in this process (0 the first time, then 1, ...)."""
+        base = self.key({**request, "occurrence": None})
+        with self._lock:
+            n = self._occurrences.get(base, 0)
+            self._occurrences[base] = n + 1
+        return self.key({**request, "occurrence": n})
+
+    def get(self, key: str) -> Completion | None:
+        """The recorded completion (marked ``cached=True``) or None."""
+        with self._lock:
+            hit = self._entries.get(key)
+        return hit.model_copy(update={"cached": True}) if hit is not None else None
+
+    def put(self, key: str, completion: Completion) -> None:
+        """Store and durably append one answer (no-op if the key is already recorded)."""
+        stored = completion.model_copy(update={"cached": False})
+        line = json.dumps({"key": key, "completion": stored.model_dump(mode="json")}, ensure_ascii=False)
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = stored
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a+b") as fh:
+                prefix = b""
+                if fh.tell() > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":  # previous writer died mid-line
+                        prefix = b"\n"
+                fh.write(prefix + line.encode("utf-8") + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())

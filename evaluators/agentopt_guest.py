@@ -1,0 +1,432 @@
+"""Guest-side helpers for evaluators: run candidate code in a SEPARATE child process.
+
+Why: an evaluator that ``import``s the candidate shares one interpreter with it, so the
+candidate can monkeypatch ``time.perf_counter``, builtins, numpy, or the evaluator's own
+comparison function, and can find the sandbox's result channel. With this module the
+candidate runs in a child process started with ``close_fds`` and ``stdin=DEVNULL``; the
+only thing that comes back is one framed JSON message per call over a pipe created for
+that child alone, and only plain values survive it.
+
+Public API (stdlib only; numpy is optional and only converted, never required)::
+
+    call_candidate(program_path, fn, args=(), kwargs=None, *, timeout=10.0) -> Any
+    with CandidateProcess(program_path, import_timeout=10.0) as proc:
+        t0 = time.perf_counter(); value = proc.call("solve", x, timeout=2.0); dt = ...
+    CandidateError(kind, message)   # kind: timeout | crash | exception | bad_output | import_error
+    to_plain(value) -> plain JSON-able value (numpy arrays/scalars converted, tuples -> lists)
+
+Values crossing the boundary (arguments and results): None, bool, int, float (nan/inf
+allowed), str, list/tuple (-> list), dict with str keys, numpy arrays/scalars (-> tolist()/
+item()). Anything else is an error: ``TypeError`` for arguments (an evaluator bug),
+``CandidateError("bad_output")`` for results.
+
+This file is also the child's entry point (``python -I agentopt_guest.py --agentopt-child``);
+it never imports agentopt and must stay importable with the standard library alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+__all__ = ["CandidateError", "CandidateProcess", "call_candidate", "to_plain"]
+
+CANDIDATE_ERROR_KINDS = ("timeout", "crash", "exception", "bad_output", "import_error")
+# A reply larger than this is a bad_output (protects the evaluator's memory).
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
+_MAX_DEPTH = 200
+_CHILD_FLAG = "--agentopt-child"
+
+
+class CandidateError(Exception):
+    """The candidate failed; ``kind`` says how and ``message`` is one line for feedback."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        if kind not in CANDIDATE_ERROR_KINDS:
+            kind = "crash"
+        self.kind = kind
+        self.message = " ".join(str(message).split())[:2000]
+        super().__init__(f"{self.kind}: {self.message}")
+
+
+# ---------------------------------------------------------------- value conversion
+
+
+def to_plain(value: Any, _depth: int = 0) -> Any:
+    """Return ``value`` as plain JSON-able data; raise TypeError for anything else.
+
+    numpy is converted by duck typing on its module name so this never imports numpy.
+    """
+    if _depth > _MAX_DEPTH:
+        raise TypeError("value nested too deeply")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [to_plain(v, _depth + 1) for v in value]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"dict key {k!r} is not a str")
+            out[k] = to_plain(v, _depth + 1)
+        return out
+    module = type(value).__module__ or ""
+    if module == "numpy" or module.startswith("numpy."):
+        if hasattr(value, "ndim") and getattr(value, "ndim", 0) > 0 and hasattr(value, "tolist"):
+            return to_plain(value.tolist(), _depth + 1)
+        if hasattr(value, "item"):
+            return to_plain(value.item(), _depth + 1)
+    raise TypeError(f"unsupported type {type(value).__name__}")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, allow_nan=True, separators=(",", ":")).encode()
+
+
+def _frame(obj: Any) -> bytes:
+    body = _dumps(obj)
+    return str(len(body)).encode() + b"\n" + body
+
+
+def _exc_line(exc: BaseException) -> str:
+    """``ExcType: message (file:line)`` for the innermost frame: what an LLM needs to fix it."""
+    where = ""
+    tb = exc.__traceback__
+    # Walk to the innermost frame by hand: extract_tb() on a million-frame RecursionError /
+    # MemoryError traceback would take seconds and the memory we just ran out of.
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" ({os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno})"
+    msg = " ".join(str(exc).split())[:1000]
+    return f"{type(exc).__name__}: {msg}{where}" if msg else f"{type(exc).__name__}{where}"
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+class CandidateProcess:
+    """One long-lived candidate child for many calls (timing tasks, warm caches).
+
+    Import happens once in ``__enter__`` (bounded by ``import_timeout``). Each ``call``
+    sends a request carrying a fresh random id; the reply must echo it, so a candidate
+    cannot answer a call before it was made. After a timeout or crash the child is gone
+    and further calls raise ``CandidateError("crash")``.
+    """
+
+    def __init__(
+        self,
+        program_path: str,
+        *,
+        import_timeout: float = 10.0,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    ) -> None:
+        self.program_path = os.path.abspath(program_path)
+        self.import_timeout = import_timeout
+        self.max_reply_bytes = max_reply_bytes
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._req_w: int | None = None
+        self._resp_r: int | None = None
+        self._buf = b""
+        self._tmpdir: str | None = None
+        self._dead: str | None = None
+
+    # -- lifecycle
+
+    def __enter__(self) -> CandidateProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Spawn the child and wait until the candidate module imported (or failed to)."""
+        if self._proc is not None:
+            return
+        base = os.environ.get("TMPDIR") or os.getcwd()
+        self._tmpdir = tempfile.mkdtemp(prefix="candidate-", dir=base if os.path.isdir(base) else None)
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", os.path.abspath(__file__), _CHILD_FLAG,
+                 str(req_r), str(resp_w), self.program_path],
+                stdin=subprocess.DEVNULL,
+                stdout=2,  # candidate prints go to the job's stderr, never to a result channel
+                stderr=2,
+                close_fds=True,
+                pass_fds=(req_r, resp_w),
+                cwd=self._tmpdir,
+                start_new_session=True,
+            )
+        finally:
+            os.close(req_r)
+            os.close(resp_w)
+        self._req_w, self._resp_r = req_w, resp_r
+        reply = self._read_reply(time.monotonic() + self.import_timeout, "import")
+        if not reply.get("ok"):
+            kind = reply.get("kind", "import_error")
+            self._fail(kind, str(reply.get("error", "import failed")))
+
+    def close(self) -> None:
+        """Kill the child (and its process group) and remove its scratch directory."""
+        proc, self._proc = self._proc, None
+        for fd in (self._req_w, self._resp_r):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._req_w = self._resp_r = None
+        if proc is not None:
+            _kill_group(proc)
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    # -- calls
+
+    def call(self, fn: str, *args: Any, timeout: float = 10.0, kwargs: dict[str, Any] | None = None) -> Any:
+        """Call ``fn(*args, **kwargs)`` in the child; return its plain result or raise CandidateError."""
+        if self._dead:
+            raise CandidateError("crash", f"candidate process is not running ({self._dead})")
+        if self._proc is None:
+            self.start()
+        call_id = secrets.token_hex(8)
+        payload = _frame({"id": call_id, "fn": str(fn), "args": to_plain(list(args)),
+                          "kwargs": to_plain(dict(kwargs or {}))})
+        deadline = time.monotonic() + timeout
+        self._write_all(payload, deadline)
+        reply = self._read_reply(deadline, f"call to {fn}()")
+        if reply.get("id") != call_id:
+            self._fail("bad_output", "reply does not answer this call (id mismatch)")
+        if reply.get("ok") is True:
+            if "value" not in reply:
+                self._fail("bad_output", "reply without a value")
+            return reply["value"]
+        kind = reply.get("kind")
+        kind = kind if kind in ("exception", "bad_output") else "bad_output"
+        raise CandidateError(kind, str(reply.get("error", "candidate failed")))
+
+    # -- plumbing
+
+    def _fail(self, kind: str, message: str) -> None:
+        """Kill the child and raise; a child that misbehaved is never reused."""
+        self._dead = f"previous {kind}"
+        self.close()
+        raise CandidateError(kind, message)
+
+    def _write_all(self, data: bytes, deadline: float) -> None:
+        assert self._req_w is not None
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail("timeout", "candidate did not accept its input within the time limit")
+            _, ready, _ = select.select([], [self._req_w], [], remaining)
+            if not ready:
+                continue
+            try:
+                n = os.write(self._req_w, view[:65536])
+            except (BrokenPipeError, OSError):
+                self._crashed("before reading its input")
+                return
+            view = view[n:]
+
+    def _read_reply(self, deadline: float, what: str) -> dict[str, Any]:
+        header = self._read_until_newline(deadline, what)
+        if not header.isdigit() or len(header) > 12:
+            self._fail("bad_output", "malformed reply header")
+        size = int(header)
+        if size > self.max_reply_bytes:
+            self._fail("bad_output", f"reply of {size} bytes exceeds {self.max_reply_bytes}")
+        body = self._read_exact(size, deadline, what)
+        try:
+            reply = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            self._fail("bad_output", "reply is not valid JSON")
+        if not isinstance(reply, dict):
+            self._fail("bad_output", "reply is not an object")
+        return reply
+
+    def _fill(self, deadline: float, what: str) -> None:
+        assert self._resp_r is not None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self._fail("timeout", f"{what} exceeded the time limit")
+        ready, _, _ = select.select([self._resp_r], [], [], remaining)
+        if not ready:
+            self._fail("timeout", f"{what} exceeded the time limit")
+        chunk = os.read(self._resp_r, 1 << 20)
+        if not chunk:
+            self._crashed(f"during {what}")
+        self._buf += chunk
+
+    def _read_until_newline(self, deadline: float, what: str) -> bytes:
+        while b"\n" not in self._buf:
+            if len(self._buf) > 16:
+                self._fail("bad_output", "malformed reply header")
+            self._fill(deadline, what)
+        header, _, self._buf = self._buf.partition(b"\n")
+        return header
+
+    def _read_exact(self, size: int, deadline: float, what: str) -> bytes:
+        while len(self._buf) < size:
+            self._fill(deadline, what)
+        body, self._buf = self._buf[:size], self._buf[size:]
+        if self._buf:
+            # Bytes beyond one reply: the candidate is writing unasked-for frames.
+            self._fail("bad_output", "unexpected extra data after the reply")
+        return body
+
+    def _crashed(self, when: str) -> None:
+        proc = self._proc
+        code: int | None = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                code = None
+        if code is None:
+            how = "closed its reply channel"
+        elif code < 0:
+            how = f"was killed by {_signal_name(code)}"
+        else:
+            how = f"exited with code {code}"
+        self._fail("crash", f"candidate process {how} {when}")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's whole session/process group, then reap the child."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def call_candidate(
+    program_path: str,
+    fn: str,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    timeout: float = 10.0,
+) -> Any:
+    """Import the candidate in a fresh child, call ``fn(*args, **kwargs)``, return the plain result.
+
+    ``timeout`` bounds import + call together. Raises CandidateError on any failure.
+    """
+    deadline = time.monotonic() + timeout
+    proc = CandidateProcess(program_path, import_timeout=timeout)
+    try:
+        proc.start()
+        remaining = max(0.001, deadline - time.monotonic())
+        return proc.call(fn, *args, timeout=remaining, kwargs=kwargs)
+    finally:
+        proc.close()
+
+
+# ---------------------------------------------------------------- child side
+
+
+def _child_main(req_fd: int, resp_fd: int, program_path: str) -> int:
+    """Import the candidate, then answer framed requests until the parent closes the pipe."""
+    req = os.fdopen(req_fd, "rb", buffering=0)
+    resp = os.fdopen(resp_fd, "wb", buffering=0)
+    # Bind what the reply path needs BEFORE the candidate is imported, so a candidate that
+    # patches builtins/json in its own process does not break its own replies by accident.
+    encode = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
+    _len, _str, _write = len, str, resp.write
+
+    def send(obj: dict[str, Any]) -> None:
+        try:
+            data = encode(obj).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            data = encode({"id": obj.get("id"), "ok": False, "kind": "bad_output", "error": _exc_line(exc)}).encode()
+        _write(_str(_len(data)).encode() + b"\n" + data)
+
+    program_dir = os.path.dirname(os.path.abspath(program_path))
+    sys.path.insert(0, program_dir)
+    try:
+        spec = importlib.util.spec_from_file_location("candidate_program", program_path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {os.path.basename(program_path)}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["candidate_program"] = module
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: BLE001 - any failure while importing is the candidate's
+        send({"ok": False, "kind": "import_error", "error": _exc_line(exc)})
+        return 0
+    send({"ok": True, "ready": True})
+
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            chunk = req.read(1 << 20)
+            if not chunk:
+                return 0
+            buf += chunk
+        header, _, buf = buf.partition(b"\n")
+        size = int(header)
+        while len(buf) < size:
+            chunk = req.read(1 << 20)
+            if not chunk:
+                return 0
+            buf += chunk
+        body, buf = buf[:size], buf[size:]
+        request = json.loads(body)
+        call_id = request.get("id")
+        fn_name = request.get("fn", "")
+        func = getattr(module, fn_name, None)
+        if not callable(func):
+            send({"id": call_id, "ok": False, "kind": "exception",
+                  "error": f"AttributeError: candidate defines no function {fn_name!r}"})
+            continue
+        try:
+            value = func(*request.get("args", []), **request.get("kwargs", {}))
+        except BaseException as exc:  # noqa: BLE001 - report, keep serving
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            send({"id": call_id, "ok": False, "kind": "exception", "error": _exc_line(exc)})
+            continue
+        try:
+            plain = to_plain(value)
+        except (TypeError, RecursionError) as exc:
+            send({"id": call_id, "ok": False, "kind": "bad_output",
+                  "error": f"{fn_name}() returned a non-plain value: {exc}"})
+            continue
+        send({"id": call_id, "ok": True, "value": plain})
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == _CHILD_FLAG:
+    sys.exit(_child_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))
