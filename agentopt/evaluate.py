@@ -49,16 +49,20 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
-def result_from_value(value: dict[str, Any], metric: str = "score") -> EvalResult:
+def result_from_value(value: dict[str, Any], metric: str = "score", *, exclude_from_mean: tuple[str, ...] = ()) -> EvalResult:
     """Map an evaluator's dict to an EvalResult.
 
-    Score precedence: the objective ``metric`` key, then ``combined_score`` (OpenEvolve's
-    convention), then ``score``, then the mean of numeric metrics.
+    Score: the objective ``metric`` key when present. Otherwise, for ``score`` objectives,
+    OpenEvolve's ``combined_score``; and as OpenEvolve does, the mean of the numeric metrics
+    (booleans such as ``timeout: True`` and MAP-Elites feature dimensions left out).
+    A numeric ``error`` is a metric; a non-empty string ``error`` marks the candidate failed.
     """
     metrics: dict[str, float] = {}
     artifacts: dict[str, str] = {}
     for key, raw in value.items():
-        if key in ("feedback", "artifacts", "error"):
+        if key in ("feedback", "artifacts"):
+            continue
+        if key == "error" and not isinstance(raw, int | float):
             continue
         num = _as_number(raw)
         if num is not None:
@@ -75,15 +79,17 @@ def result_from_value(value: dict[str, Any], metric: str = "score") -> EvalResul
     if not isinstance(feedback, str):
         feedback = str(feedback)
     error = value.get("error")
-    score: float | None = None
-    for key in (metric, "combined_score", "score"):
-        if key in metrics:
-            score = metrics[key]
-            break
-    if score is None and metrics:
-        score = sum(metrics.values()) / len(metrics)
+    error = error if isinstance(error, str) and error.strip() else None
+    score: float | None = metrics.get(metric)
+    if score is None and metric == "score":
+        score = metrics.get("combined_score")
+    if score is None:
+        averaged = [
+            v for k, v in metrics.items() if not isinstance(value.get(k), bool) and k not in exclude_from_mean
+        ]
+        score = sum(averaged) / len(averaged) if averaged else None
     if error:
-        return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts, error=str(error)[:2000],
+        return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts, error=error[:2000],
                           error_kind="evaluator_error")
     if score is None:
         return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts,
@@ -118,7 +124,7 @@ def job_for(spec: TaskSpec, program_path: Path, function: str) -> SandboxJob:
     )
 
 
-def _from_job(job_result: JobResult, metric: str, stage: int) -> EvalResult:
+def _from_job(job_result: JobResult, metric: str, stage: int, exclude: tuple[str, ...] = ()) -> EvalResult:
     if not job_result.ok or job_result.value is None:
         return EvalResult(
             error=job_result.error or "evaluation failed",
@@ -129,7 +135,7 @@ def _from_job(job_result: JobResult, metric: str, stage: int) -> EvalResult:
             stdout=job_result.stdout,
             stderr=job_result.stderr,
         )
-    result = result_from_value(job_result.value, metric)
+    result = result_from_value(job_result.value, metric, exclude_from_mean=exclude)
     return result.model_copy(
         update={
             "stage": stage,
@@ -149,19 +155,21 @@ async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path)
     The final result merges the metrics of every stage that ran; its score is the last stage's.
     """
     metric = spec.objective.metric
+    exclude = tuple(spec.search.feature_dimensions)
     functions = evaluator_functions(spec.evaluator)
     stages = [f"evaluate_stage{i}" for i in (1, 2, 3) if f"evaluate_stage{i}" in functions]
     if not spec.cascade.enabled or not stages:
-        return _from_job(await sandbox.run(job_for(spec, program_path, "evaluate")), metric, 0)
-    # A final full `evaluate` runs after the stages when the evaluator defines it.
-    if "evaluate" in functions:
+        return _from_job(await sandbox.run(job_for(spec, program_path, "evaluate")), metric, 0, exclude)
+    # A final full `evaluate` runs after the stages when the evaluator defines it (unless the
+    # task says the stages are the whole evaluation, as OpenEvolve's cascade does).
+    if "evaluate" in functions and spec.cascade.final_evaluate:
         stages.append("evaluate")
     merged: dict[str, float] = {}
     feedback: list[str] = []
     result = EvalResult(error="no stage ran", error_kind="bad_result")
     wall = 0.0
     for index, function in enumerate(stages, start=1):
-        result = _from_job(await sandbox.run(job_for(spec, program_path, function)), metric, index)
+        result = _from_job(await sandbox.run(job_for(spec, program_path, function)), metric, index, exclude)
         wall += result.wall_s
         merged.update(result.metrics)
         if result.feedback:

@@ -123,6 +123,9 @@ class SearchSpec(_Strict):
 class CascadeSpec(_Strict):
     enabled: bool = False
     thresholds: list[float] = Field(default_factory=list, description="Score needed after stage i to run stage i+1.")
+    final_evaluate: bool = Field(
+        True, description="After the stages, also run evaluate() when the evaluator defines it."
+    )
 
 
 class TaskSpec(_Strict):
@@ -232,7 +235,13 @@ def load_task(path: str | Path) -> TaskSpec:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise TaskError(f"{task_file}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}  # an empty file: let the OpenEvolve translator or the schema say what is missing
     if isinstance(data, dict) and "program" not in data:
+        from agentopt.trace import evolve_target  # an `agentopt optimize` config: evolve its Params
+
+        if evolve_target.looks_like_optimize_config(task_file, data):
+            return evolve_target.task_from_optimize_config(task_file, data)
         try:
             from agentopt.compat import openevolve as oe  # optional translator (issue: migration)
         except ImportError:

@@ -47,7 +47,6 @@ else
         "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* \
         "$ROOT"/usr/share/locale/* "$ROOT"/var/log/* "$ROOT"/tmp/* \
         "$ROOT"/usr/lib/python3*/test "$ROOT"/usr/lib/python3/dist-packages/numpy/*/tests
-    find "$ROOT"/usr/lib -name '__pycache__' -type d -prune -exec rm -rf {} + 2>/dev/null || true
     # Mount points the docker backend binds into (guest paths; see docker_backend.py).
     mkdir -p "$ROOT"/agentopt "$ROOT"/work
     chmod 1777 "$ROOT"/work

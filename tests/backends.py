@@ -62,7 +62,9 @@ def _ray_unavailable() -> str | None:
 def _ray() -> Sandbox:
     from agentopt.sandbox.ray_backend import RaySandbox
 
-    return RaySandbox(init_kwargs={"num_cpus": 2, "include_dashboard": False})
+    sb = RaySandbox(init_kwargs={"num_cpus": 2, "include_dashboard": False})
+    sb.start()  # Ray start-up and worker warm-up must not count against the first job's timeout
+    return sb
 
 
 BACKENDS += [

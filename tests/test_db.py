@@ -271,6 +271,9 @@ def test_near_duplicate_rejection(tmp_path: Path) -> None:
         )
         assert not db.is_near_duplicate("import math\nprint(math.pi)\n", island=0)
         assert not db.is_near_duplicate(base, island=1)  # other island has nothing yet
+        broken = base.replace("return y0", "return y0 +")
+        db.add(make(1, None, island=1, code=broken))
+        assert not db.is_near_duplicate(broken.replace("y0 +", "y0 + 1"), island=1)  # repairs are welcome
 
 
 def test_fix_mode_picks_most_recent_failure(tmp_path: Path) -> None:

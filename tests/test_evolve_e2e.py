@@ -199,7 +199,7 @@ def _cli(*args: str) -> list[str]:
 
 def test_kill_9_then_resume_continues_exactly(tmp_path: Path) -> None:
     task = make_task(tmp_path, "search: {iterations: 16, seed: 2, parallel_evaluations: 2}\n")
-    reference = evolve(task, output_dir=tmp_path / "reference")
+    evolve(task, output_dir=tmp_path / "reference")
     run = tmp_path / "run"
     proc = subprocess.Popen(_cli("evolve", str(task), "-o", str(run), "-q"), cwd=tmp_path)
     deadline = time.monotonic() + 60

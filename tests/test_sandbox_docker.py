@@ -270,6 +270,12 @@ def test_gpu_request_fails_fast_without_nvidia_runtime(files: dict[str, Path]) -
     pytest.skip("this engine has an NVIDIA runtime; the no-GPU error path cannot be exercised")
 
 
+def test_requirements_are_checked_in_the_image(cold: DockerSandbox, files: dict[str, Path]) -> None:
+    cold.check_requirements(["numpy>=1.20"])  # the offline image ships numpy
+    with pytest.raises(SandboxError, match="agentopt-no-such-package.*pip install"):
+        _run(cold, _job(files, "basic", requirements=["numpy", "agentopt-no-such-package>=1"]))
+
+
 def test_missing_image_is_one_line_error() -> None:
     sb = DockerSandbox("agentopt/does-not-exist:0")
     with pytest.raises(SandboxError, match="not found; build it with"):

@@ -69,7 +69,7 @@ def test_children_parse_differ_and_keep_outside_identical(ast_edit_prob: float) 
     for code in _programs():
         outside = _outside(code)
         rng = random.Random(7)
-        for _ in range(100):
+        for _ in range(60):
             child, description = mutator.mutate(code, rng)
             assert child != code
             ast.parse(child)
@@ -145,6 +145,23 @@ def test_sign_changes_keep_the_meaning_described() -> None:
         assert math.isclose(got, expected, rel_tol=1e-12), (description, child)
         checked += 1
     assert checked > 100
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # A form feed is a line break for str.splitlines but not for tokenize.
+        "a = 1.0\n\x0cb = 2.0\n# EVOLVE-BLOCK-START\nd = 4.25 * 2\n# EVOLVE-BLOCK-END\ne = 5.5\n",
+        "a = 1.0\r\n# EVOLVE-BLOCK-START\r\nd = 4.25 * 2\r\n# EVOLVE-BLOCK-END\r\ne = 5.5\r\n",
+    ],
+    ids=["form_feed", "crlf"],
+)
+def test_odd_line_separators_keep_edits_inside_the_block(code: str) -> None:
+    head, tail = code.split("d = 4.25 * 2")
+    rng = random.Random(0)
+    for _ in range(60):
+        child, _ = SymbolicMutator().mutate(code, rng)
+        assert child.startswith(head) and child.endswith(tail) and child != code
 
 
 def test_program_without_markers_is_mutated_as_a_whole() -> None:

@@ -458,6 +458,9 @@ class _Translator:
             self.set("cascade.thresholds", thresholds,
                      "OpenEvolve 'evaluator.cascade_thresholds'" if self.has("evaluator.cascade_thresholds")
                      else "OpenEvolve's default cascade_thresholds", "evaluator.cascade_thresholds")
+            # OpenEvolve's stages are the whole evaluation: it never calls evaluate() after them.
+            self.set("cascade.final_evaluate", False, "OpenEvolve never calls evaluate() after its stages",
+                     "evaluator.cascade_evaluation")
 
     def llm(self) -> None:
         self.done.update(k for k in _CUSTOM if k.startswith(("llm.", "prompt.")) or k == "api_base")

@@ -46,7 +46,7 @@ async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> A
     cache = RequestCache(cache_path, replay_only=spec.llm.replay_only)
     client = LLMClient(spec.llm, ledger=ledger, cache=cache)
     if not spec.llm.replay_only:
-        problem = await client.check_reachable()
+        problem = await client.check_reachable(timeout_s=min(spec.llm.timeout_s, 30.0))
         if problem is not None:
             if mode == "llm":
                 raise AgentoptError(f"LLM unreachable: {problem}")
@@ -54,6 +54,19 @@ async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> A
             await client.aclose()
             return SymbolicProposer(spec)
     return LLMProposer(spec, client, ledger)
+
+
+def _check_requirements(spec: TaskSpec) -> None:
+    """Say exactly which evaluator packages are missing before the first evaluation, not after."""
+    if not spec.sandbox.requirements or spec.sandbox.kind != "local":
+        return  # docker images carry their own packages; ray workers check on their node
+    from agentopt.errors import SandboxError
+    from agentopt.sandbox.requirements import format_missing, missing_requirements
+
+    missing = missing_requirements(spec.sandbox.requirements)
+    if missing:
+        req_file = spec.evaluator.parent / "requirements.txt"
+        raise SandboxError(format_missing(missing, req_file if req_file.is_file() else None))
 
 
 def _make_sandbox(spec: TaskSpec) -> Any:
@@ -76,6 +89,7 @@ async def run_async(
     save_task_snapshot(spec, run_dir)
     for warning in spec.load_warnings:
         reporter.message(f"warning: {warning}")
+    _check_requirements(spec)
     sandbox = _make_sandbox(spec)
     proposer = await _make_proposer(spec, run_dir, reporter)
     controller = EvolutionController(

@@ -4,7 +4,8 @@ Storage (one file, WAL journal):
 
 - ``programs``: one row per evaluated program. Hot columns (id, iteration, island, score,
   hashes, raw features) are plain columns; everything else (metrics, feedback, artifacts,
-  mutation, ...) is one zlib-compressed JSON blob, so a row costs little beyond its text.
+  mutation, ...) is one JSON blob, zlib-compressed when that pays, so a row costs little
+  beyond its text.
 - ``blobs``: program source, zlib-compressed, stored once per distinct source text and
   shared by every program (and cache hit) with that text; no per-program code copies.
 - ``migrations``: each island migration as ordered ``(program, destination)`` moves, with
@@ -618,12 +619,14 @@ class ProgramDB:
 
     @_locked
     def is_near_duplicate(self, code: str, *, island: int, threshold: float = 0.02) -> bool:
-        """True when ``code`` is within ``threshold`` distance of a recent or top program on
-        ``island``. Bounded candidate set (recent + best), so the cost is O(1) in store size."""
+        """True when ``code`` is within ``threshold`` distance of a recent or top ok program on
+        ``island``. Bounded candidate set (recent + best), so the cost is O(1) in store size.
+        Failed programs are not candidates: a one-token repair of a failure is progress."""
         home = self._pop.islands[island]
+        records = self._pop.records
         candidates: list[int] = []
         for seq in [*reversed(home.recent), *home.top(NEAR_DUPLICATE_TOP)]:
-            if seq not in candidates:
+            if seq not in candidates and records[seq].key is not None:
                 candidates.append(seq)
         if self._distance is None:
             self._distance = _load_distance()

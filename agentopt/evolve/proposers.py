@@ -27,6 +27,7 @@ def _prompt_program(program: Program, label: str = "") -> PromptProgram:
         feedback=program.feedback,
         error=program.error,
         label=label,
+        artifacts=program.artifacts,
     )
 
 

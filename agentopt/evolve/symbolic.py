@@ -25,6 +25,7 @@ Design rules, and why:
 from __future__ import annotations
 
 import ast
+import bisect
 import io
 import keyword
 import math
@@ -79,6 +80,9 @@ _JUMP_PROB = 0.07  # large log-normal jump of one literal
 _STEP_DECADES = 6.0  # relative steps from literal_sigma down to literal_sigma * 1e-6
 _SINGLE_PROB = 0.5  # else several floats move together
 _PAIR_PROB = 0.2
+# Ints are often structure (counts, indices, loop bounds) where +-1 breaks an invariant;
+# floats are the tunable constants. Pick an int a third as often as a float.
+_INT_WEIGHT = 1.0 / 3.0
 
 
 class SymbolicMutationError(ValueError):
@@ -112,7 +116,13 @@ class _Source:
         self.line_starts = [0]
         for line in self.lines:
             self.line_starts.append(self.line_starts[-1] + len(line))
-        self.block_ranges = _block_line_ranges(code, len(self.lines))
+        # Character spans are the ground truth every edit is checked against; the line ranges
+        # (in tokenize's numbering, which may differ from str.splitlines) pick candidates fast.
+        self.block_spans = _block_spans(code)
+        self.block_ranges = [
+            (bisect.bisect_right(self.line_starts, lo), bisect.bisect_right(self.line_starts, hi - 1))
+            for lo, hi in self.block_spans
+        ]
         if not self.block_ranges:
             raise SymbolicMutationError("no non-empty EVOLVE-BLOCK to mutate")
         self.literals: list[_Literal] | None = None  # scanned once, reused by every attempt
@@ -120,6 +130,10 @@ class _Source:
     def offset(self, pos: _Pos) -> int:
         row, col = pos
         return self.line_starts[row - 1] + col
+
+    def edits_inside(self, edits: list[_Edit]) -> bool:
+        """Every edit lies within one block body (so outside text stays byte-identical)."""
+        return all(any(lo <= s and e <= hi for lo, hi in self.block_spans) for s, e, _ in edits)
 
     def in_blocks(self, first_row: int, last_row: int) -> bool:
         return any(lo <= first_row and last_row <= hi for lo, hi in self.block_ranges)
@@ -139,8 +153,8 @@ class _Source:
         return start, end
 
 
-def _block_line_ranges(code: str, n_lines: int) -> list[tuple[int, int]]:
-    """1-based inclusive line ranges strictly between marker lines (empty blocks skipped).
+def _block_spans(code: str) -> list[tuple[int, int]]:
+    """Character spans of the non-empty block bodies; the whole file when it has no markers.
 
     A file without markers is evolvable as a whole (the convention of :mod:`blocks`).
     """
@@ -149,8 +163,8 @@ def _block_line_ranges(code: str, n_lines: int) -> list[tuple[int, int]]:
     except BlockError as err:
         raise SymbolicMutationError(str(err)) from None
     if not blocks:
-        return [(1, n_lines)] if n_lines else []
-    return [(b.start_line + 1, b.end_line - 1) for b in blocks if b.end_line - b.start_line > 1]
+        return [(0, len(code))] if code else []
+    return [(b.body_start, b.body_end) for b in blocks if b.body_end > b.body_start]
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -236,31 +250,17 @@ class SymbolicMutator:
         """Return ``(new_code, description)``; raise :class:`SymbolicMutationError` if impossible."""
         src = _Source(code)
         for _ in range(_MAX_ATTEMPTS):
-            kind = self._choose_kind(rng)
-            proposal = self._kinds[kind](src, rng)
-            if proposal is None:
-                continue
-            edits, description = proposal
-            new_code = _apply(code, edits)
-            if new_code == code:
-                continue
-            try:
-                ast.parse(new_code)
-            except (SyntaxError, ValueError):
-                continue
-            return new_code, description
+            child = _accept(src, self._kinds[self._choose_kind(rng)](src, rng))
+            if child is not None:
+                return child
         # Fall back to the one edit that almost always applies before giving up.
         for _ in range(_MAX_ATTEMPTS):
             proposal = self._perturb_literals(src, rng)
             if proposal is None:
                 break
-            new_code = _apply(code, proposal[0])
-            if new_code != code:
-                try:
-                    ast.parse(new_code)
-                except (SyntaxError, ValueError):
-                    continue
-                return new_code, proposal[1]
+            child = _accept(src, proposal)
+            if child is not None:
+                return child
         raise SymbolicMutationError("no applicable symbolic mutation inside the EVOLVE-BLOCKs")
 
     def mutate_many(self, code: str, rng: random.Random, n: int) -> list[tuple[str, str]]:
@@ -338,7 +338,8 @@ class SymbolicMutator:
         floats = [i for i, lit in enumerate(lits) if isinstance(lit.value, float)]
         u = rng.random()
         if mode != "step" or len(floats) < 2 or u < _SINGLE_PROB:
-            chosen = [rng.randrange(len(lits))]
+            weights = [1.0 if isinstance(lit.value, float) else _INT_WEIGHT for lit in lits]
+            chosen = rng.choices(range(len(lits)), weights=weights)
         elif u < _SINGLE_PROB + _PAIR_PROB:
             chosen = sorted(rng.sample(floats, 2))
         else:
@@ -487,6 +488,20 @@ def _is_unary_context(before: tokenize.TokenInfo | None) -> bool:
     if before.type == token.NAME:
         return keyword.iskeyword(before.string) and before.string not in _VALUE_KEYWORDS
     return False
+
+
+def _accept(src: _Source, proposal: tuple[list[_Edit], str] | None) -> tuple[str, str] | None:
+    """The child for ``proposal`` if it stays inside the blocks, changes something and parses."""
+    if proposal is None or not src.edits_inside(proposal[0]):
+        return None
+    new_code = _apply(src.code, proposal[0])
+    if new_code == src.code:
+        return None
+    try:
+        ast.parse(new_code)
+    except (SyntaxError, ValueError):
+        return None
+    return new_code, proposal[1]
 
 
 def _overlapping(edits: list[_Edit]) -> bool:

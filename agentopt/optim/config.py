@@ -7,7 +7,7 @@ model configured once works for both halves. Paths resolve relative to the confi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,6 +51,11 @@ class OptimizeConfig(_Strict):
     iterations: int = Field(10, ge=0)
     seed: int = 0
     output_dir: Path | None = None
+    evolve: dict[str, Any] | None = Field(
+        None,
+        description="Settings read only by `agentopt evolve CONFIG` (sandbox, search, extra_files, ...); "
+        "validated by agentopt.trace.evolve_target, ignored by `agentopt optimize`.",
+    )
     config_file: Path | None = Field(None, exclude=True)
 
     def display_name(self) -> str:

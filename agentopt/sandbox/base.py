@@ -46,7 +46,7 @@ class SandboxJob(BaseModel):
     max_output_bytes: int = 64_000
     max_result_bytes: int = 4_000_000
     max_disk_mb: int = 512
-    # Extra requirements the evaluator needs (import names), checked by the backend before running.
+    # Requirement strings the evaluator needs (e.g. 'numpy>=1.20'), checked before the first evaluation.
     requirements: list[str] = Field(default_factory=list)
 
 

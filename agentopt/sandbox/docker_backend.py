@@ -39,6 +39,7 @@ import os
 import shutil
 import socket
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -208,6 +209,22 @@ for path, key in (("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
     except (OSError, ValueError):
         pass
 print(json.dumps({"problems": problems, "oom_kill": oom}))
+"""
+# Host-side stand-in for "the image's python" (agentopt.sandbox.requirements runs
+# ``<python> -I -c PROBE names``): runs that python in a throwaway, network-less container.
+_LAUNCHER = r"""
+import json, sys
+import docker
+config = json.loads(@CONFIG@)
+client = docker.from_env()
+try:
+    out = client.containers.run(config["image"], [config["python"], *sys.argv[1:]], remove=True,
+                                network_mode="none", user=config["user"] or None,
+                                labels=config["labels"], stdout=True, stderr=True)
+except docker.errors.ContainerError as err:
+    sys.stderr.write((err.stderr or b"").decode(errors="replace") or str(err))
+    sys.exit(err.exit_status or 1)
+sys.stdout.write(out.decode(errors="replace"))
 """
 _MAX_JOBS_PER_WORKER = 200
 _KILL_GRACE_S = 10.0
@@ -515,6 +532,7 @@ class DockerSandbox(Sandbox):
         self._cleaning: set[threading.Thread] = set()
         self._stage_root: Path | None = None
         self._gpu_checked = False
+        self._requirements_checked: dict[tuple[str, ...], list[str]] = {}
         self._closed = False
         _LIVE.add(self)
 
@@ -654,11 +672,45 @@ class DockerSandbox(Sandbox):
         self._ensure_ready()
         self._check_gpus(gpus if gpus is not None else self.gpus)
 
+    def check_requirements(self, requirements: list[str]) -> None:
+        """Raise one line naming the packages the IMAGE's python lacks (checked once per set).
+
+        The probe of :mod:`agentopt.sandbox.requirements` runs in a throwaway container of the
+        image, through a tiny host-side launcher that stands in for the guest interpreter.
+        """
+        from agentopt.sandbox.requirements import format_missing, missing_requirements
+
+        key = tuple(sorted(requirements))
+        if not key:
+            return
+        self._ensure_ready()
+        with self._lock:
+            missing = self._requirements_checked.get(key)
+        if missing is None:
+            missing = missing_requirements(list(key), python=str(self._image_python()))
+            with self._lock:
+                self._requirements_checked[key] = missing
+        if missing:
+            raise SandboxError(f"image {self.image}: {format_missing(missing)} (into the image: "
+                               "docker build --build-arg EXTRA_PIP=... -f sandboxes/Dockerfile.cpu sandboxes)")
+
+    def _image_python(self) -> Path:
+        assert self._stage_root is not None
+        launcher = self._stage_root / "python-in-image"
+        if not launcher.exists():
+            config = {"image": self.image, "python": self.python, "user": self.user or "",
+                      "labels": self._labels("probe")}
+            launcher.write_text(f"#!{sys.executable}\n" + _LAUNCHER.replace("@CONFIG@", repr(json.dumps(config))))
+            launcher.chmod(0o700)
+        return launcher
+
     def run_sync(self, job: SandboxJob) -> JobResult:
         """Blocking :meth:`run` (the docker SDK is synchronous; :meth:`run` calls this in a thread)."""
         self._ensure_ready()
         gpus = job.gpus if job.gpus is not None else self.gpus
         self._check_gpus(gpus)
+        if job.requirements:
+            self.check_requirements(job.requirements)
         worker = self._acquire(job)
         if worker is None:
             return self._run_cold(job)

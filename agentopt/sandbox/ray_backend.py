@@ -92,7 +92,7 @@ def pack_inputs(job: SandboxJob) -> bytes:
 
 
 def run_bundle(bundle: bytes, job_json: str, local_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Body of the Ray task (also callable directly): unpack, run LocalSandbox, return JobResult JSON."""
+    """Body of the Ray task (also callable directly): unpack, run LocalSandbox, return JobResult fields."""
     from agentopt.sandbox.local import LocalSandbox
 
     job = SandboxJob.model_validate_json(job_json)
@@ -126,7 +126,15 @@ def run_bundle(bundle: bytes, job_json: str, local_kwargs: dict[str, Any]) -> di
 
         result = asyncio.run(go())
     result.isolation = [*result.isolation, "ray_task"]
-    return result.model_dump(mode="json")
+    return result.model_dump()  # python mode: nan/inf metrics survive (JSON mode makes them None)
+
+
+def _warm_worker() -> bool:
+    from agentopt.sandbox.isolation import detect
+    from agentopt.sandbox.local import LocalSandbox  # noqa: F401 - the import is the warm-up
+
+    detect()
+    return True
 
 
 class RaySandbox(Sandbox):
@@ -174,6 +182,19 @@ class RaySandbox(Sandbox):
             if self._remote is None:
                 self._remote = ray.remote(max_retries=0)(run_bundle)
             return self._remote
+
+    def start(self, warm_up: bool = True) -> None:
+        """Start/join Ray now (seconds) instead of in the first job; optionally warm the workers.
+
+        The warm-up runs one no-op task per CPU so worker processes exist and have imported
+        agentopt and probed isolation; otherwise the first jobs pay for that too.
+        """
+        self._ensure_ray()
+        if warm_up:
+            ray = self._ray
+            probe = ray.remote(num_cpus=1, max_retries=0)(_warm_worker)
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            ray.get([probe.remote() for _ in range(min(cpus, 8))], timeout=120)
 
     def available_isolation(self) -> list[str]:
         from agentopt.sandbox.isolation import detect

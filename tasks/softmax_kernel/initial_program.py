@@ -6,6 +6,7 @@ files, times the whole call from its own process, and checks the output itself.
 
 import numpy as np
 
+
 # EVOLVE-BLOCK-START
 def softmax(x):
     """Numerically stable softmax over the last axis of a 2-D float64 array."""
