@@ -119,7 +119,9 @@ def main() -> None:
     parser.add_argument("--ast-prob", type=float, default=0.25, help="SymbolicMutator ast_edit_prob")
     args = parser.parse_args()
     mutator = SymbolicMutator(literal_sigma=args.sigma, ast_edit_prob=args.ast_prob)
-    table = Table(title=f"symbolic (1+{args.lam}) evolution, sigma={args.sigma}, ast_edit_prob={args.ast_prob}")
+    table = Table(
+        title=f"symbolic (1+{args.lam}) evolution, sigma={args.sigma}, ast_edit_prob={args.ast_prob}"
+    )
     for col in ("task", "seed", "initial", "best", "evals", "invalid", "best at eval", "seconds", "evals/s"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for task in args.tasks:

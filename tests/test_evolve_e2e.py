@@ -247,3 +247,50 @@ def test_symbolic_exp_approx_beats_initial(tmp_path: Path) -> None:
     summary = evolve(REPO / "tasks" / "exp_approx" / "task.yaml", iterations=30, output_dir=tmp_path / "exp")
     assert summary.initial_score is not None and summary.best_score is not None
     assert summary.best_score > summary.initial_score
+
+
+class Collect:
+    """A reporter that keeps the one-line messages the CLI would print."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def start(self, **_):
+        pass
+
+    def message(self, text):
+        self.messages.append(text)
+
+    def update(self, **_):
+        pass
+
+    def finish(self, summary):
+        pass
+
+
+def test_warns_once_about_in_process_evaluators(tmp_path: Path) -> None:
+    task = make_task(tmp_path, "search: {iterations: 2}\n")
+    (tmp_path / "evaluator.py").write_text(
+        "import importlib.util\n\n"
+        "def evaluate(path):\n"
+        "    spec = importlib.util.spec_from_file_location('c', path)\n"
+        "    mod = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(mod)\n"
+        "    return {'score': float(mod.solve())}\n"
+    )
+    collect = Collect()
+    evolve(task, output_dir=tmp_path / "run", reporter=collect)
+    warnings = [m for m in collect.messages if "own process" in m]
+    assert len(warnings) == 1
+    assert not [m for m in collect.messages if "weaker isolation" in m]  # full protections applied here
+
+
+def test_every_candidate_records_its_protections(tmp_path: Path) -> None:
+    task = make_task(tmp_path, "search: {iterations: 2}\n")
+    evolve(task, output_dir=tmp_path / "run")
+    from agentopt.evolve.db import ProgramDB
+
+    spec = load_task(task)
+    with ProgramDB.open(tmp_path / "run" / "programs.db", objective=spec.objective, search=spec.search) as db:
+        for program in db.programs():
+            assert {"process_group", "clean_env", "result_pipe"} <= set(program.isolation)

@@ -200,7 +200,9 @@ def test_hill_climbing_improves_exp_approx() -> None:
     """
     sys.path.insert(0, str(ROOT / "evaluators"))  # the evaluator imports agentopt_guest
     try:
-        spec = importlib.util.spec_from_file_location("exp_eval_for_symbolic", TASKS / "exp_approx" / "evaluator.py")
+        spec = importlib.util.spec_from_file_location(
+            "exp_eval_for_symbolic", TASKS / "exp_approx" / "evaluator.py"
+        )
         assert spec is not None and spec.loader is not None
         exp_eval = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(exp_eval)

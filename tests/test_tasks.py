@@ -89,7 +89,11 @@ def test_exp_initial_score_matches_an_independent_computation(exp_eval: ModuleTy
     assert result["score"] == pytest.approx(expected, abs=1e-6)
     assert 4.0 < result["score"] < 4.5
     assert result["ops"] == 8 and result["mul_ops"] == 4 and result["add_ops"] == 4
-    assert "at x=" in result["feedback"] and "sign pattern" in result["feedback"] and "8 of 10" in result["feedback"]
+    assert (
+        "at x=" in result["feedback"]
+        and "sign pattern" in result["feedback"]
+        and "8 of 10" in result["feedback"]
+    )
     assert "error_curve" in result["artifacts"]
     ok = result_from_value(result)
     assert ok.ok and ok.score == result["score"]
@@ -119,8 +123,12 @@ def test_exp_stage1_is_cheap_and_consistent(exp_eval: ModuleType) -> None:
         (_exp_fn("return [x][0]"), "not allowed"),
         (_exp_fn("return x + TABLE"), "'TABLE' is not the argument"),
         (_exp_fn("return 1.0 + x + 0.5 * x * x + x * x * x * 0.16 + x * x * x * x * 0.04"), "at most 10"),
-        (_exp_fn("p = x\np *= x\np += 1\np -= x\np *= 2\np *= 3\np *= 4\np *= 5\np += x\np *= x\np += 1\np *= x\nreturn p"),
-         "at most 10"),
+        (
+            _exp_fn(
+                "p = x\np *= x\np += 1\np -= x\np *= 2\np *= 3\np *= 4\np *= 5\np += x\np *= x\np += 1\np *= x\nreturn p"
+            ),
+            "at most 10",
+        ),
         ("def exp_approx(x, c=2.0):\n    return x * c\n", "exactly one argument"),
         ("def exp_approx(x):\n    return x +\n", "syntax error"),
         ("def other(x):\n    return x\n", "exactly one top-level function"),
@@ -140,7 +148,9 @@ def test_exp_rule_breakers_are_rejected_statically(
 def test_exp_batch_helper_cannot_cheat(exp_eval: ModuleType, tmp_path: Path) -> None:
     """A helper that returns math.exp instead of exp_approx is caught by the cross-check."""
     source = (TASKS / "exp_approx" / "initial_program.py").read_text(encoding="utf-8")
-    cheat = source.replace("return [exp_approx(float(x)) for x in xs]", "import math\n    return [math.exp(x) for x in xs]")
+    cheat = source.replace(
+        "return [exp_approx(float(x)) for x in xs]", "import math\n    return [math.exp(x) for x in xs]"
+    )
     assert cheat != source
     path = tmp_path / "cheat.py"
     path.write_text(cheat, encoding="utf-8")
@@ -155,15 +165,22 @@ def test_exp_rebinding_after_the_block_cannot_cheat(exp_eval: ModuleType, tmp_pa
 
 
 def test_exp_crashing_candidate_is_an_error(exp_eval: ModuleType, tmp_path: Path) -> None:
-    result = exp_eval.evaluate_stage1(_with_block("exp_approx", tmp_path, TAYLOR5, tail="\nraise SystemExit(3)\n"))
+    result = exp_eval.evaluate_stage1(
+        _with_block("exp_approx", tmp_path, TAYLOR5, tail="\nraise SystemExit(3)\n")
+    )
     assert result["score"] == 0.0 and "exp_approx_batch failed" in result["error"]
 
 
 # ---------------------------------------------------------------------------- circle_packing
 
 
-def _packing_program(tmp_path: Path, centers: list[list[float]], radii: list[float] | None,
-                     name: str = "packing.py", extra: str = "") -> str:
+def _packing_program(
+    tmp_path: Path,
+    centers: list[list[float]],
+    radii: list[float] | None,
+    name: str = "packing.py",
+    extra: str = "",
+) -> str:
     """A candidate whose construct_packing returns fixed numbers (radii=None: computed)."""
     body = f"CENTERS = {centers!r}\n{extra}"
     if radii is None:
@@ -250,7 +267,9 @@ def test_circle_claimed_totals_are_ignored(cp_eval: ModuleType, tmp_path: Path) 
     assert result["score"] == 0.0 and "(centers, radii)" in result["error"]
 
 
-def test_circle_candidate_time_limit(cp_eval: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_circle_candidate_time_limit(
+    cp_eval: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cp_eval, "CALL_TIMEOUT_S", 1.0)
     path = _packing_program(tmp_path, [[0.5, 0.5]], None, extra="import time\ntime.sleep(30)\n")
     result = cp_eval.evaluate_stage1(path)

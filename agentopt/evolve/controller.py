@@ -125,6 +125,7 @@ class EvolutionController:
         self._evaluations_total = int(self.db.get_state(STATE_EVALUATIONS, 0))
         mutator.attach(self.db)
         self._eval_slots = asyncio.Semaphore(max(1, spec.search.parallel_evaluations))
+        self._isolation_checked = False
 
     # ------------------------------------------------------------------ helpers
     def _better(self, a: Program, b: Program | None) -> bool:
@@ -170,6 +171,27 @@ class EvolutionController:
             created_at=time.time(),
         )
 
+    def _check_isolation(self, program: Program) -> None:
+        """Warn once when candidates run with fewer protections than this machine allows."""
+        if self._isolation_checked or program.error_kind == "sandbox_error":
+            return
+        self._isolation_checked = True
+        possible = set(self.sandbox.available_isolation())
+        if self.spec.sandbox.network:
+            possible.discard("net_namespace")  # the task asked for network access
+        missing = sorted(possible - set(program.isolation))
+        if missing:
+            self.reporter.message(
+                "warning: candidates run with weaker isolation than this machine allows "
+                f"(missing: {', '.join(missing)})"
+            )
+        evaluator_source = self.spec.evaluator.read_text(encoding="utf-8", errors="replace")
+        if "agentopt_guest" not in evaluator_source:
+            self.reporter.message(
+                "warning: the evaluator runs candidates in its own process, so a candidate can tamper with "
+                "its score; use agentopt_guest.call_candidate (see docs/sandbox.md)"
+            )
+
     # ------------------------------------------------------------------ budgets
     def _budget_stop(self, next_iteration: int) -> str | None:
         budget = self.spec.search.budget
@@ -195,6 +217,7 @@ class EvolutionController:
         result = await self._evaluate_code(code, "initial")
         pid = make_program_id(self.spec.search.seed, 0, exact_hash(code))
         program = self._program_from(child, code, result, pid)
+        self._check_isolation(program)
         self.db.add(program)
         self.stats.evaluations += 1
         self._evaluations_total += 1
@@ -287,6 +310,7 @@ class EvolutionController:
         if outcome == "evaluated":
             self.stats.evaluations += 1
             self._evaluations_total += 1
+            self._check_isolation(program)
         elif outcome == "cache_hit":
             self.stats.cache_hits += 1
         if not program.ok:

@@ -295,12 +295,19 @@ class SymbolicMutator:
             before = toks[i - 2] if i > 1 else None
             negated = prev is not None and prev.string == "-" and _is_unary_context(before)
             binop_prev = None
-            if prev is not None and prev.string in ("+", "-") and not negated and not _is_unary_context(before):
+            if (
+                prev is not None
+                and prev.string in ("+", "-")
+                and not negated
+                and not _is_unary_context(before)
+            ):
                 binop_prev = prev
             start = prev.start if negated and prev is not None else tok.start
             if not src.in_blocks(start[0], tok.end[0]):
                 continue
-            out.append(_Literal(start, tok.end, tok.string, -value if negated else value, negated, binop_prev))
+            out.append(
+                _Literal(start, tok.end, tok.string, -value if negated else value, negated, binop_prev)
+            )
         return out
 
     def _new_literal_edits(self, src: _Source, lit: _Literal, new_value: float | int) -> list[_Edit]:
@@ -384,7 +391,9 @@ class SymbolicMutator:
         # Keep the source's exact spelling when no operator flip is needed.
         if len(edits) == 1:
             edits = [(edits[0][0], edits[0][1], src_text)]
-        desc = f"copied literal {src_text} from line {source.start[0]} to line {dest.start[0]} (was {dest_text})"
+        desc = (
+            f"copied literal {src_text} from line {source.start[0]} to line {dest.start[0]} (was {dest_text})"
+        )
         return edits, desc
 
     # -- token-level structural edits

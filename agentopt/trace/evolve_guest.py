@@ -28,7 +28,7 @@ from agentopt.trace.backward import Propagation, backward
 from agentopt.trace.errors import InvalidValue
 from agentopt.trace.nodes import Param
 from agentopt.trace.param_blocks import CandidateFormatError, parse_candidate
-from agentopt.trace.render import CHARS_PER_TOKEN, truncate
+from agentopt.trace.render import CHARS_PER_TOKEN, render_text, truncate
 
 MANIFEST_NAME = "_agentopt_trace_target.json"
 MANIFEST_VERSION = 1
@@ -186,6 +186,14 @@ def render_feedback(scored: list[_Scored], mean: float, direction: str, notes: l
     budget_chars = max(tokens, 100) * CHARS_PER_TOKEN
     per = max((budget_chars - len(head)) // max(len(shown), 1) // CHARS_PER_TOKEN - 20, 60)
     parts = [head]
-    for s in shown:
-        parts.append(f"\n## Example {s.index} (score {s.score:.6g})\n" + s.propagation.render(budget_tokens=per))
+    for k, s in enumerate(shown):
+        prop = s.propagation
+        title = f"\n## Example {s.index} (score {s.score:.6g})"
+        if k == 0:
+            parts.append(f"{title}\n{prop.render(budget_tokens=per)}")
+            continue
+        # The Params' values are the same for every example: show them once (the program has them too).
+        nodes = [n for n in prop.union() if not isinstance(n, Param)]
+        body = render_text(nodes, prop.output, prop.feedback, budget_tokens=per)
+        parts.append(f"{title} (#Params as in the first example)\n{body}")
     return truncate("\n".join(parts), budget_chars)

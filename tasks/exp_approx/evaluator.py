@@ -59,7 +59,9 @@ def _check_expr(node: ast.expr, defined: set[str], counts: dict[str, int]) -> No
     elif isinstance(node, ast.Constant):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidProgram(f"line {node.lineno}: only int/float constants are allowed, got {value!r:.40}")
+            raise InvalidProgram(
+                f"line {node.lineno}: only int/float constants are allowed, got {value!r:.40}"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidProgram(f"line {node.lineno}: non-finite constant")
         if isinstance(value, int) and abs(value) > MAX_INT_CONSTANT:
@@ -83,7 +85,11 @@ def check_function(code: str) -> tuple[ast.FunctionDef, dict[str, int]]:
         tree = ast.parse(code)
     except SyntaxError as err:
         raise InvalidProgram(f"syntax error at line {err.lineno}: {err.msg}") from None
-    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "exp_approx"]
+    defs = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "exp_approx"
+    ]
     if len(defs) != 1 or not isinstance(defs[0], ast.FunctionDef):
         raise InvalidProgram("the program must define exactly one top-level function 'def exp_approx(x)'")
     fn = defs[0]
@@ -132,7 +138,9 @@ def check_function(code: str) -> tuple[ast.FunctionDef, dict[str, int]]:
             )
     total = counts["mul"] + counts["add"]
     if total > MAX_OPS:
-        raise InvalidProgram(f"exp_approx uses {total} operations ({counts['mul']} *, {counts['add']} +/-); at most {MAX_OPS}")
+        raise InvalidProgram(
+            f"exp_approx uses {total} operations ({counts['mul']} *, {counts['add']} +/-); at most {MAX_OPS}"
+        )
     return fn, counts
 
 
