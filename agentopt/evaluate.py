@@ -8,7 +8,10 @@ metrics are validated here (finite floats), everything else becomes feedback/art
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
 from agentopt.task import TaskSpec
 
 RESERVED_KEYS = {"score", "combined_score", "feedback", "artifacts", "error"}
+FINGERPRINT_FUNCTION = "fingerprint"
 
 
 class EvalResult(BaseModel):
@@ -98,12 +102,50 @@ def result_from_value(value: dict[str, Any], metric: str = "score", *, exclude_f
 
 
 def evaluator_functions(evaluator_path: Path) -> set[str]:
-    """Top-level function names the evaluator defines, read from its AST (never imported)."""
+    """Top-level function names the evaluator defines, read from its AST (never imported).
+
+    Cached per (path, size, mtime): the controller asks for every candidate, and re-parsing
+    the evaluator each time is measurable framework overhead; an edited file is re-read."""
     try:
-        tree = ast.parse(evaluator_path.read_text(encoding="utf-8", errors="replace"))
-    except SyntaxError:
+        st = Path(evaluator_path).stat()
+    except OSError:
         return set()
-    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return set(_functions_cached(str(evaluator_path), st.st_size, st.st_mtime_ns))
+
+
+@lru_cache(maxsize=32)
+def _functions_cached(path: str, _size: int, _mtime_ns: int) -> frozenset[str]:
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (SyntaxError, ValueError, OSError):
+        return frozenset()
+    return frozenset(n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef))
+
+
+def has_fingerprint(spec: TaskSpec) -> bool:
+    """True when the evaluator defines the optional ``fingerprint(program_path)`` hook."""
+    return FINGERPRINT_FUNCTION in evaluator_functions(spec.evaluator)
+
+
+def fingerprint_hash(value: Any) -> str:
+    """SHA-256 of the canonical JSON of a fingerprint (sorted keys, no whitespace), so equal
+    outputs hash equally whatever order the guest built its dict in."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True, ensure_ascii=False)
+    return hashlib.sha256(("fp1:" + canonical).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def fingerprint_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path) -> tuple[str | None, str | None]:
+    """Run the evaluator's ``fingerprint(program_path)`` hook: ``(hash, None)`` or ``(None, why)``.
+
+    The hook runs the candidate on fixed probe inputs and returns the outputs as a dict (the
+    runner protocol carries dicts; put a list under a key, e.g. ``{"outputs": [...]}``). Two candidates with the same fingerprint are treated as
+    functionally equivalent, so the second reuses the first one's stored result. A failing
+    hook is not a failed candidate: the caller simply evaluates it in full.
+    """
+    result = await sandbox.run(job_for(spec, program_path, FINGERPRINT_FUNCTION))
+    if not result.ok or result.value is None:
+        return None, result.error or "fingerprint failed"
+    return fingerprint_hash(result.value), None
 
 
 def job_for(spec: TaskSpec, program_path: Path, function: str) -> SandboxJob:

@@ -8,6 +8,7 @@ line that names the key and the file (see :func:`load_task`).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ class SandboxSpec(_Strict):
     cpus: float | None = Field(None, gt=0)
     max_disk_mb: int = Field(512, gt=0, description="Cap on the work dir's disk use.")
     image: str | None = Field(None, description="Docker image (docker backend).")
+    warm_workers: int = Field(0, ge=0, description="Docker: containers kept running and reused between jobs.")
     ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra env vars passed to the guest.")
     requirements: list[str] = Field(default_factory=list, description="Python packages the evaluator needs.")
@@ -72,6 +74,13 @@ class LLMSpec(_Strict):
     )
     bandit_cost_weight: float = Field(0.5, ge=0, description="How strongly the bandit penalizes expensive models.")
     system_message: str | None = None
+    meta_prompts: bool = Field(
+        False,
+        description="Evolve the system prompt too: an archive of prompt variants (seeded, then proposed by the "
+        "LLM from the best ones) chosen per call by a bandit rewarded when the child beats its parent.",
+    )
+    meta_prompt_interval: int = Field(10, ge=1, description="Ask the LLM for a new prompt variant every N iterations.")
+    meta_prompt_max_variants: int = Field(8, ge=2, description="Size of the prompt-variant archive.")
     cache: Path | None = Field(None, description="Request cache file (JSONL); enables offline replay.")
     replay_only: bool = Field(False, description="Serve only from the cache; a miss is an error.")
 
@@ -102,6 +111,12 @@ class SearchSpec(_Strict):
     )
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     parallel_evaluations: int = Field(1, ge=1)
+    evaluations_per_gpu: int | None = Field(
+        1,
+        ge=1,
+        description="With sandbox.gpus set, evaluations running at once are capped at (number of GPUs) x this; "
+        "null lifts the cap (for evaluators that share a GPU safely).",
+    )
     population_size: int = Field(1000, ge=1)
     archive_size: int = Field(100, ge=1)
     num_islands: int = Field(1, ge=1)
@@ -133,7 +148,15 @@ class TaskSpec(_Strict):
 
     name: str | None = None
     description: str = ""
-    program: Path = Field(..., description="Initial program; evolvable regions marked with EVOLVE-BLOCK markers.")
+    program: Path = Field(
+        ...,
+        description="Initial program; evolvable regions marked with EVOLVE-BLOCK markers. A directory (or a list "
+        "of files) makes a multi-file candidate: the evaluator then receives a directory holding all its files.",
+    )
+    program_files: list[Path] = Field(
+        default_factory=list,
+        description="Files of a multi-file program, relative to the 'program' directory (default: every file in it).",
+    )
     evaluator: Path = Field(..., description="Guest evaluator file defining evaluate(program_path) -> dict.")
     extra_files: list[Path] = Field(default_factory=list)
     objective: Objective = Field(default_factory=Objective)
@@ -147,6 +170,30 @@ class TaskSpec(_Strict):
     # Warnings produced while loading (e.g. OpenEvolve keys that agentopt cannot honour); not YAML.
     load_warnings: list[str] = Field(default_factory=list, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _program_list(cls, data: Any) -> Any:
+        # `program: [a.py, lib/b.py]` means: the directory holding them, with these files.
+        if isinstance(data, dict) and isinstance(data.get("program"), list):
+            files = [str(p) for p in data["program"]]
+            if not files or not all(isinstance(p, str) and p for p in data["program"]):
+                raise ValueError("program: a list must name at least one file")
+            if data.get("program_files"):
+                raise ValueError("program: give either a list of files or program_files, not both")
+            try:
+                root = os.path.commonpath([os.path.dirname(os.path.normpath(p)) or "." for p in files])
+            except ValueError:
+                raise ValueError("program: mix of absolute and relative paths") from None
+            data = dict(data)
+            data["program"] = root or "."
+            data["program_files"] = [os.path.relpath(os.path.normpath(p), root or ".") for p in files]
+        return data
+
+    @property
+    def multi_file(self) -> bool:
+        """True when a candidate is several files (``program`` is a directory)."""
+        return bool(self.program_files)
+
     @field_validator("name")
     @classmethod
     def _name_is_simple(cls, v: str | None) -> str | None:
@@ -156,7 +203,9 @@ class TaskSpec(_Strict):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.program.parent.name or "task"
+        if self.name:
+            return self.name
+        return (self.program.name if self.multi_file else self.program.parent.name) or "task"
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir is not None:
@@ -207,16 +256,48 @@ def task_from_dict(data: Any, task_file: Path) -> TaskSpec:
     if spec.output_dir is not None:
         spec.output_dir = _resolve(base, spec.output_dir)
     spec.task_file = task_file.resolve()
+    if spec.program.is_dir():
+        _check_program_dir(spec, task_file)
+    elif spec.program_files:
+        raise TaskError(f"{task_file}: key 'program_files': needs 'program' to be a directory")
     for key, path in [("program", spec.program), ("evaluator", spec.evaluator)]:
-        if not path.is_file():
+        if not (path.is_file() or (key == "program" and spec.multi_file)):
             raise TaskError(f"{task_file}: key '{key}': file not found: {path}")
     for i, path in enumerate(spec.extra_files):
         if not path.exists():
             raise TaskError(f"{task_file}: key 'extra_files.{i}': not found: {path}")
-    code = spec.program.read_text(encoding="utf-8", errors="replace")
-    if code.count(EVOLVE_START) != code.count(EVOLVE_END):
-        raise TaskError(f"{spec.program}: unbalanced {EVOLVE_START}/{EVOLVE_END} markers")
+    for path in [spec.program / f for f in spec.program_files] if spec.multi_file else [spec.program]:
+        code = path.read_text(encoding="utf-8", errors="replace")
+        if code.count(EVOLVE_START) != code.count(EVOLVE_END):
+            raise TaskError(f"{path}: unbalanced {EVOLVE_START}/{EVOLVE_END} markers")
     return spec
+
+
+_SKIP_NAMES = {"__pycache__", "node_modules"}
+
+
+def _check_program_dir(spec: TaskSpec, task_file: Path) -> None:
+    """Fill ``program_files`` for a program directory (every regular file, minus hidden ones,
+    caches, the evaluator, extra files and the task file) and check the listed files exist."""
+    root = spec.program
+    if not spec.program_files:
+        skip = {p.resolve() for p in [spec.evaluator, task_file, *spec.extra_files]}
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_NAMES)
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if name.startswith(".") or name.endswith((".pyc", ".pyo")) or path.resolve() in skip:
+                    continue
+                found.append(path.relative_to(root))
+        if not found:
+            raise TaskError(f"{task_file}: key 'program': directory {root} holds no program files")
+        spec.program_files = found
+    for i, rel in enumerate(spec.program_files):
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise TaskError(f"{task_file}: key 'program_files.{i}': must be a path inside {root}: {rel}")
+        if not (root / rel).is_file():
+            raise TaskError(f"{task_file}: key 'program_files.{i}': file not found: {root / rel}")
 
 
 def load_task(path: str | Path) -> TaskSpec:

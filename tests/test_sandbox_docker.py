@@ -235,6 +235,16 @@ def test_warm_worker_discarded_after_timeout(warm: DockerSandbox, files: dict[st
     assert again.ok, again
 
 
+def test_concurrent_jobs_share_one_warm_worker(warm: DockerSandbox, files: dict[str, Path]) -> None:
+    async def many() -> list[JobResult]:
+        return await asyncio.gather(*(warm.run(_job(files, "basic")) for _ in range(3)))
+
+    results = asyncio.run(many())
+    assert all(r.ok and r.value is not None and r.value["score"] == 1.0 for r in results), results
+    assert len(warm.container_ids()) <= 1  # jobs beyond warm_workers ran in cold containers
+    assert len(_owned_containers(warm)) <= 1
+
+
 def test_close_and_leftovers_are_removed(files: dict[str, Path]) -> None:
     sb = DockerSandbox(IMAGE, warm_workers=1)
     assert _run(sb, _job(files, "basic")).ok

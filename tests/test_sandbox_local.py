@@ -235,3 +235,31 @@ def test_build_job_payload_is_one_json_line(tmp_path: Path) -> None:
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     assert json.loads(data) == {"protocol": 1, "nonce": "n1", "evaluator_path": "/w/e.py", "program_path": "/w/p.py",
                                 "function": "evaluate_stage2", "lib_dir": "/lib", "timeout_s": 60.0, "memory_mb": 2048}
+
+
+def test_gpu_selection_reaches_the_guest_environment() -> None:
+    from agentopt.sandbox.local import _gpu_env
+
+    assert _gpu_env(None) == {"CUDA_VISIBLE_DEVICES": ""}  # no GPU unless asked for
+    assert _gpu_env(2) == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert _gpu_env(["3", "5"]) == {"CUDA_VISIBLE_DEVICES": "3,5"}
+    assert _gpu_env("1,2") == {"CUDA_VISIBLE_DEVICES": "1,2"}
+
+
+def test_gpu_ids_are_visible_to_the_evaluator(tmp_path) -> None:
+    import asyncio
+
+    from agentopt.sandbox.base import SandboxJob
+    from agentopt.sandbox.local import LocalSandbox
+
+    evaluator = tmp_path / "ev.py"
+    evaluator.write_text("import os\n\ndef evaluate(p):\n    return {'score': 1.0, 'cvd': os.environ.get('CUDA_VISIBLE_DEVICES')}\n")
+    program = tmp_path / "prog.py"
+    program.write_text("x = 1\n")
+    sandbox = LocalSandbox()
+    try:
+        result = asyncio.run(sandbox.run(SandboxJob(evaluator_path=evaluator, program_path=program, gpus=["3"])))
+    finally:
+        asyncio.run(sandbox.close())
+    assert result.ok, result.error
+    assert result.value["cvd"] == "3"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from typer.testing import CliRunner
 
 from agentopt.cli import app
 from agentopt.errors import TaskError
-from agentopt.evolve.api import evolve
+from agentopt.evolve.api import evolve, resume
 from agentopt.task import load_task
 from agentopt.trace.evolve_guest import MANIFEST_NAME, evaluate_candidate
 from agentopt.trace.param_blocks import BlockSpec, CandidateFormatError, parse_candidate, render_candidate
@@ -56,6 +58,8 @@ def test_hyperparam_workflow_evolves_offline_with_symbolic_mutator(tmp_path: Pat
     best = Path(summary.best_program_path).read_text()
     assert best != candidate.read_text()
     assert load_task(config).program == candidate  # reloading regenerates the same files
+    resumed = resume(tmp_path / "run", iterations=4)  # the generated files survive for resume
+    assert resumed.iterations == 4 and resumed.evaluations == 1 and resumed.failures == 0
 
 
 def test_code_param_is_fixed_by_llm_diff_and_prompt_gets_graph_feedback(tmp_path: Path, scripted_llm) -> None:
@@ -159,3 +163,15 @@ def test_workflow_llm_runs_inside_sandbox_when_opted_in(tmp_path: Path, scripted
     assert summary.initial_score == 0.5  # problem 0's answer is 65, problem 1's is not
     asked = [r["messages"] for r in workflow_model.requests]
     assert len(asked) == 2 and asked[0][0] == {"role": "system", "content": "Answer the question."}
+
+
+def test_guest_without_agentopt_fails_with_one_line(tmp_path: Path) -> None:
+    # -S: no site-packages, so agentopt (and anything installed) is not importable, like a bare image.
+    script = ("import importlib.util, sys\n"
+              f"spec = importlib.util.spec_from_file_location('ev', {str(REPO / 'evaluators' / 'trace_workflow_evaluator.py')!r})\n"
+              "ev = importlib.util.module_from_spec(spec); spec.loader.exec_module(ev)\n"
+              "try:\n    ev.evaluate('candidate.py')\n"
+              "except RuntimeError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    assert out.startswith("agentopt is not importable in this sandbox") and out.count("\n") == 1

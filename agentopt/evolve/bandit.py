@@ -40,6 +40,19 @@ class ModelBandit:
         tied = [m for m in self.models if indexes[m] >= best - 1e-12]
         return tied[0] if len(tied) == 1 else rng.choice(tied)
 
+    def add(self, model: str) -> None:
+        """A new arm (e.g. a meta-prompt variant proposed mid-run); it is tried next."""
+        if model not in self.pulls:
+            self.models.append(model)
+            self.pulls[model], self.rewards[model], self.costs[model] = 0, 0.0, 0.0
+
+    def remove(self, model: str) -> None:
+        """Retire an arm and forget its statistics."""
+        if model in self.pulls:
+            self.models.remove(model)
+            for table in (self.pulls, self.rewards, self.costs):
+                del table[model]
+
     def observe(self, model: str, *, improved: bool, cost_usd: float) -> None:
         if model not in self.pulls:
             return

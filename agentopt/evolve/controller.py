@@ -25,8 +25,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agentopt.errors import AgentoptError, BudgetExceeded, LLMError
-from agentopt.evaluate import EvalResult, evaluate_program
+from agentopt.evaluate import EvalResult, evaluate_program, fingerprint_program, has_fingerprint
+from agentopt.evolve.bundle import (
+    BundleError,
+    bundle_complexity,
+    bundle_norm_hash,
+    is_bundle,
+    read_bundle,
+    write_bundle,
+)
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
+from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
 from agentopt.evolve.summary import RunSummary, write_outputs
 from agentopt.sandbox.base import Sandbox
@@ -41,6 +50,8 @@ STATE_LEDGER = "llm_ledger"
 STATE_NO_IMPROVE = "iterations_without_improvement"
 STATE_PENDING = "pending_batch"
 STATE_EVALUATIONS = "evaluations_total"
+STATE_CACHE = "equivalence_cache"
+CACHE_KINDS = ("exact", "normalized", "functional")
 
 
 class Reporter(Protocol):
@@ -71,6 +82,7 @@ class RunStats:
     evaluations: int = 0
     failures: int = 0
     cache_hits: int = 0
+    fingerprints: int = 0
     rejected_replies: int = 0
     llm_errors: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -123,8 +135,13 @@ class EvolutionController:
         self._previous_errors: dict[str, str] = dict(self.db.get_state(STATE_PREVIOUS_ERRORS, {}))
         self._no_improve = int(self.db.get_state(STATE_NO_IMPROVE, 0))
         self._evaluations_total = int(self.db.get_state(STATE_EVALUATIONS, 0))
+        # Whole-run equivalence-cache counters: lookups, hits per kind, fingerprint jobs run.
+        self._cache: dict[str, int] = {"lookups": 0, "fingerprints": 0, **{k: 0 for k in CACHE_KINDS}}
+        self._cache.update({k: int(v) for k, v in (self.db.get_state(STATE_CACHE, {}) or {}).items()})
         mutator.attach(self.db)
-        self._eval_slots = asyncio.Semaphore(max(1, spec.search.parallel_evaluations))
+        slots, self._slots_note = evaluation_slots(spec)
+        self._eval_slots = asyncio.Semaphore(slots)
+        self._fingerprint = has_fingerprint(spec)
         self._isolation_checked = False
 
     # ------------------------------------------------------------------ helpers
@@ -135,19 +152,69 @@ class EvolutionController:
             return True
         return self.spec.objective.better(a.score, b.score)  # type: ignore[arg-type]
 
-    async def _evaluate_code(self, code: str, name: str) -> EvalResult:
+    def _write_candidate(self, code: str, name: str) -> Path:
+        """The candidate as the evaluator sees it: one file, or for a multi-file task a
+        directory holding every file at its relative path (that directory is program_path)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        suffix = self.spec.program.suffix or ".py"
-        path = self.work_dir / f"{name}{suffix}"
+        if self.spec.multi_file or is_bundle(code):
+            return write_bundle(code, self.work_dir / name)
+        path = self.work_dir / f"{name}{self.spec.program.suffix or '.py'}"
         path.write_text(code, encoding="utf-8")
-        try:
-            async with self._eval_slots:
-                return await evaluate_program(self.sandbox, self.spec, path)
-        finally:
+        return path
+
+    @staticmethod
+    def _remove_candidate(path: Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             path.unlink(missing_ok=True)
 
-    def _program_from(self, child: Child, code: str, result: EvalResult, pid: str) -> Program:
+    async def _evaluate_code(self, code: str, name: str, *, lookup: bool = False) -> tuple[EvalResult, str, str | None]:
+        """Evaluate ``code``: ``(result, func_hash, hit id)``.
+
+        With a ``fingerprint`` hook the cheap fingerprint job runs first (in the same
+        evaluation slot); with ``lookup`` its hash is looked up in the store and a hit returns
+        that program's result without running the evaluation (hit id set)."""
+        path = self._write_candidate(code, name)
+        try:
+            async with self._eval_slots:
+                func_hash = ""
+                if self._fingerprint:
+                    digest, problem = await fingerprint_program(self.sandbox, self.spec, path)
+                    self.stats.fingerprints += 1
+                    self._cache["fingerprints"] += 1
+                    if digest is None:
+                        log.info("fingerprint of %s failed (%s); evaluating in full", name, problem)
+                    else:
+                        func_hash = digest
+                        cached = self.db.find_by_hash(func_hash=digest) if lookup else None
+                        if cached is not None:
+                            return _result_of(cached), func_hash, cached.id
+                return await evaluate_program(self.sandbox, self.spec, path), func_hash, None
+        finally:
+            self._remove_candidate(path)
+
+    def _hashes(self, code: str) -> tuple[str, float]:
+        """Normalized hash and complexity; per file for a multi-file candidate."""
+        if is_bundle(code):
+            try:
+                return bundle_norm_hash(code), bundle_complexity(code)
+            except BundleError:
+                pass  # not a well-formed bundle after all: hash it as plain text
+        return normalized_code_hash(code), code_complexity(code)
+
+    def _program_from(
+        self,
+        child: Child,
+        code: str,
+        result: EvalResult,
+        pid: str,
+        *,
+        func_hash: str = "",
+        hashes: tuple[str, float] | None = None,
+    ) -> Program:
         parent = child.parent
+        norm, complexity = hashes or self._hashes(code)
         return Program(
             id=pid,
             code=code,
@@ -163,8 +230,9 @@ class EvolutionController:
             error_kind=result.error_kind,
             stage=result.stage,
             code_hash=exact_hash(code),
-            norm_hash=normalized_code_hash(code),
-            complexity=code_complexity(code),
+            norm_hash=norm,
+            func_hash=func_hash,
+            complexity=complexity,
             mutation=child.mutation,
             isolation=result.isolation,
             wall_s=result.wall_s,
@@ -212,11 +280,17 @@ class EvolutionController:
     async def _ensure_initial(self) -> None:
         if self.db.count() > 0:
             return
-        code = self.spec.program.read_text(encoding="utf-8")
+        try:
+            if self.spec.multi_file:
+                code = read_bundle(self.spec.program, list(self.spec.program_files))
+            else:
+                code = self.spec.program.read_text(encoding="utf-8")
+        except (OSError, BundleError) as err:
+            raise AgentoptError(f"cannot read the initial program: {err}") from None
         child = Child(iteration=0, parent=None, code=code, mutation={"kind": "initial"})
-        result = await self._evaluate_code(code, "initial")
+        result, func_hash, _ = await self._evaluate_code(code, "initial")
         pid = make_program_id(self.spec.search.seed, 0, exact_hash(code))
-        program = self._program_from(child, code, result, pid)
+        program = self._program_from(child, code, result, pid, func_hash=func_hash)
         self._check_isolation(program)
         self.db.add(program)
         self.stats.evaluations += 1
@@ -263,24 +337,26 @@ class EvolutionController:
         existing = self.db.get(pid)
         if existing is not None:
             return child, existing, "stored"
-        cached = self.db.find_by_hash(norm_hash=normalized_code_hash(child.code))
+        # Equivalence cache, cheapest first: same text, same normalized code, same fingerprint.
+        # Lookups see the store as of the batch start (children are added at commit), so the
+        # outcome does not depend on which child of a batch finished first.
+        kind, hit_id = "exact", None
+        hashes = self._hashes(child.code)
+        cached = self.db.find_by_hash(code_hash=code_hash)
+        if cached is None:
+            kind = "normalized"
+            cached = self.db.find_by_hash(norm_hash=hashes[0])
         if cached is not None:
-            result = EvalResult(
-                metrics=cached.metrics,
-                score=cached.score,
-                feedback=cached.feedback,
-                artifacts=cached.artifacts,
-                error=cached.error,
-                error_kind=cached.error_kind,
-                stage=cached.stage,
-                isolation=cached.isolation,
-            )
-            child.mutation = {**child.mutation, "cache_hit": cached.id}
+            result, func_hash, hit_id = _result_of(cached), cached.func_hash, cached.id
+        else:
+            kind = "functional"
+            result, func_hash, hit_id = await self._evaluate_code(child.code, pid, lookup=True)
+        if hit_id is not None:
+            child.mutation = {**child.mutation, "cache_hit": hit_id, "cache_kind": kind}
             outcome = "cache_hit"
         else:
-            result = await self._evaluate_code(child.code, pid)
             outcome = "evaluated"
-        program = self._program_from(child, child.code, result, pid)
+        program = self._program_from(child, child.code, result, pid, func_hash=func_hash, hashes=hashes)
         # Durable at once, but kept out of the selection indexes until the batch ends, so a
         # resumed batch samples exactly what the uninterrupted one did.
         pending[pid] = program.model_dump(mode="json")
@@ -307,12 +383,16 @@ class EvolutionController:
         best_before = self.db.best()
         if outcome != "stored":
             self.db.add(program)
+        if outcome in ("evaluated", "cache_hit"):
+            self._cache["lookups"] += 1
         if outcome == "evaluated":
             self.stats.evaluations += 1
             self._evaluations_total += 1
             self._check_isolation(program)
         elif outcome == "cache_hit":
             self.stats.cache_hits += 1
+            kind = str(program.mutation.get("cache_kind", "normalized"))
+            self._cache[kind] = self._cache.get(kind, 0) + 1
         if not program.ok:
             self.stats.failures += 1
             if parent_id and program.error:
@@ -349,6 +429,7 @@ class EvolutionController:
         self.db.set_state(STATE_PREVIOUS_ERRORS, self._previous_errors)
         self.db.set_state(STATE_NO_IMPROVE, self._no_improve)
         self.db.set_state(STATE_EVALUATIONS, self._evaluations_total)
+        self.db.set_state(STATE_CACHE, self._cache)
         self.db.set_state(STATE_STARTED_AT, self.stats.wall_s)
         snapshot = self.mutator.ledger_snapshot()
         if snapshot is not None:
@@ -364,6 +445,8 @@ class EvolutionController:
             self.mutator.restore_ledger(ledger)
         next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 0))
         self.reporter.start(total=self.total_iterations, done=max(0, next_it - 1), mutator=self.mutator.describe())
+        if self._slots_note:
+            self.reporter.message(self._slots_note)
         interrupted = False
         try:
             await self._ensure_initial()
@@ -410,14 +493,16 @@ class EvolutionController:
             best_score=best.score if best else None,
             best_program_id=best.id if best else None,
             best_iteration=best.iteration if best else None,
-            best_program_path=str(self.run_dir / ("best_program" + (self.spec.program.suffix or ".py")))
-            if best
-            else None,
+            best_program_path=str(self.run_dir / self._best_name()) if best else None,
             iterations=max(0, int(self.db.get_state(STATE_NEXT_ITERATION, 1)) - 1),
             programs=self.db.count(),
             evaluations=self.stats.evaluations,
             failures=self.stats.failures,
             cache_hits=self.stats.cache_hits,
+            cache_lookups=self._cache["lookups"],
+            cache_hits_by_kind={k: self._cache.get(k, 0) for k in CACHE_KINDS},
+            fingerprints=self._cache["fingerprints"],
+            meta_prompts=self.mutator.meta_prompt_stats() if hasattr(self.mutator, "meta_prompt_stats") else [],
             rejected_replies=self.stats.rejected_replies,
             llm_calls=totals.get("calls", 0),
             tokens=totals.get("tokens", 0),
@@ -427,6 +512,25 @@ class EvolutionController:
             mutator=self.mutator.describe(),
             isolation=best.isolation if best else [],
         )
+
+    def _best_name(self) -> str:
+        if self.spec.multi_file:
+            return "best_program"  # a directory with every file of the best candidate
+        return "best_program" + (self.spec.program.suffix or ".py")
+
+
+def _result_of(program: Program) -> EvalResult:
+    """A stored program's outcome, reused for an equivalent child (no sandbox run)."""
+    return EvalResult(
+        metrics=program.metrics,
+        score=program.score,
+        feedback=program.feedback,
+        artifacts=program.artifacts,
+        error=program.error,
+        error_kind=program.error_kind,
+        stage=program.stage,
+        isolation=program.isolation,
+    )
 
 
 def save_task_snapshot(spec: TaskSpec, run_dir: Path) -> None:
@@ -446,6 +550,6 @@ def load_task_snapshot(run_dir: Path) -> TaskSpec:
     spec = TaskSpec.model_validate(data)
     spec.task_file = Path(task_file) if task_file else None
     for key, p in [("program", spec.program), ("evaluator", spec.evaluator)]:
-        if not Path(p).is_file():
+        if not (Path(p).is_file() or (key == "program" and spec.multi_file and Path(p).is_dir())):
             raise AgentoptError(f"{run_dir}: the task's {key} file is gone: {p}")
     return spec

@@ -54,7 +54,7 @@ from agentopt.evolve.features import (
 from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key
 from agentopt.task import Objective, SearchSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: programs.func_hash (functional-equivalence cache); v1 files are upgraded on open
 FORMAT_NAME = "agentopt-programdb"
 APPLICATION_ID = 0x41474F50  # "AGOP" in the SQLite header, so `file`-style tools can tell
 CODE_CACHE_SIZE = 512
@@ -79,10 +79,12 @@ CREATE TABLE programs(
     norm_hash TEXT NOT NULL,
     blob INTEGER NOT NULL REFERENCES blobs(id),
     features TEXT,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    func_hash TEXT
 );
 CREATE INDEX programs_code_hash ON programs(code_hash);
 CREATE INDEX programs_norm_hash ON programs(norm_hash);
+CREATE INDEX programs_func_hash ON programs(func_hash) WHERE func_hash IS NOT NULL;
 CREATE TABLE migrations(
     ord INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, after_seq INTEGER NOT NULL,
     program_seq INTEGER NOT NULL, to_island INTEGER NOT NULL
@@ -102,8 +104,16 @@ _DATA_FIELDS = (
 )  # fmt: skip
 _SELECT_PROGRAM = (
     "SELECT p.seq, p.id, p.parent_id, p.iteration, p.generation, p.island, p.code_hash,"
-    " p.norm_hash, p.data, b.code FROM programs p JOIN blobs b ON b.id = p.blob"
+    " p.norm_hash, p.func_hash, p.data, b.code FROM programs p JOIN blobs b ON b.id = p.blob"
 )
+# Schema upgrades applied on open, by the version they lead to. Only additive changes, so an
+# upgraded file replays exactly as before (programs stored before have no functional hash).
+_UPGRADES = {
+    2: (
+        "ALTER TABLE programs ADD COLUMN func_hash TEXT",
+        "CREATE INDEX programs_func_hash ON programs(func_hash) WHERE func_hash IS NOT NULL",
+    ),
+}
 
 
 class ProgramDBError(AgentoptError):
@@ -128,6 +138,8 @@ class Program(BaseModel):
     stage: int = 0
     code_hash: str = ""
     norm_hash: str = ""
+    # Hash of the evaluator's fingerprint(program_path) outputs ("" when it has no such hook).
+    func_hash: str = ""
     complexity: float = 0.0
     mutation: dict[str, Any] = {}
     isolation: list[str] = []
@@ -242,6 +254,7 @@ class ProgramDB:
                 cls._create(conn, objective, search)
             else:
                 cls._check(path, conn, tables, objective, search)
+                cls._upgrade(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
             raise ProgramDBError(f"{path}: not an agentopt program database ({err})") from None
@@ -305,6 +318,24 @@ class ProgramDB:
                     f"{now!r}; use a new output directory"
                 )
 
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection) -> None:
+        """Bring an older (checked, readable) file up to SCHEMA_VERSION in one transaction."""
+        (raw,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(raw)
+        if version >= SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _UPGRADES[target]:
+                    conn.execute(statement)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def _replay(self) -> None:
         """Rebuild the in-memory indexes by re-inserting stored programs and migrations in
         their original order (reads only hot columns; never the code or data blobs)."""
@@ -362,11 +393,13 @@ class ProgramDB:
             ).fetchone()
             cur = conn.execute(
                 "INSERT OR IGNORE INTO programs(id, parent_id, iteration, generation, island, score, rankable,"
-                " code_hash, norm_hash, blob, features, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " code_hash, norm_hash, blob, features, data, func_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     program.id, program.parent_id, program.iteration, program.generation, program.island,
                     program.score if rankable else None, int(rankable), program.code_hash, program.norm_hash,
                     blob_id, json.dumps(features) if features is not None else None, data,
+                    program.func_hash or None,
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:  # id already stored: a resumed run re-adding it
@@ -495,7 +528,7 @@ class ProgramDB:
         return self._program(row)
 
     def _program(self, row: tuple[Any, ...]) -> Program:
-        seq, pid, parent_id, iteration, generation, island, code_hash, norm_hash, data, code = row
+        seq, pid, parent_id, iteration, generation, island, code_hash, norm_hash, func_hash, data, code = row
         code_text = zlib.decompress(code).decode("utf-8")
         self._remember_code(seq, code_text)
         fields = _unpack(data)
@@ -503,7 +536,7 @@ class ProgramDB:
         # sample()) and fills defaults for any field a future version adds.
         return Program.model_construct(
             id=pid, code=code_text, parent_id=parent_id, iteration=iteration, generation=generation,
-            island=island, code_hash=code_hash, norm_hash=norm_hash, **fields,
+            island=island, code_hash=code_hash, norm_hash=norm_hash, func_hash=func_hash or "", **fields,
         )  # fmt: skip
 
     @_locked
@@ -560,9 +593,15 @@ class ProgramDB:
                 yield self._program(rows[seq])
 
     @_locked
-    def find_by_hash(self, *, code_hash: str | None = None, norm_hash: str | None = None) -> Program | None:
-        """Earliest stored program with this exact and/or normalized hash (equivalence cache)."""
+    def find_by_hash(
+        self, *, code_hash: str | None = None, norm_hash: str | None = None, func_hash: str | None = None
+    ) -> Program | None:
+        """Earliest stored program with this exact, normalized and/or functional hash (all given
+        hashes must match). Each is an indexed column, so a lookup costs O(log n)."""
         clauses, params = [], []
+        if func_hash:
+            clauses.append("p.func_hash = ?")
+            params.append(func_hash)
         if code_hash:
             clauses.append("p.code_hash = ?")
             params.append(code_hash)
@@ -570,7 +609,7 @@ class ProgramDB:
             clauses.append("p.norm_hash = ?")
             params.append(norm_hash)
         if not clauses:
-            raise ValueError("find_by_hash needs code_hash or norm_hash")
+            raise ValueError("find_by_hash needs code_hash, norm_hash or func_hash")
         sql = _SELECT_PROGRAM + " WHERE " + " AND ".join(clauses) + " ORDER BY p.seq LIMIT 1"
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else self._program(row)

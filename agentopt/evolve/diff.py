@@ -44,6 +44,7 @@ __all__ = [
     "apply_diffs",
     "apply_reply",
     "extract_rewrite",
+    "file_header",
     "find_code_fences",
     "parse_diffs",
 ]
@@ -54,11 +55,13 @@ class SearchReplace:
     """One hunk: ``search`` lines to find and the ``replace`` lines to put there.
 
     Both are whole lines joined with ``\\n`` and ending in ``\\n`` (``replace`` may be empty:
-    a deletion).
+    a deletion). ``file`` is the path named by a ``File: path`` line before the hunk (multi-file
+    programs), else None; single-file application ignores it.
     """
 
     search: str
     replace: str
+    file: str | None = None
 
 
 class DiffParseError(AgentoptError, ValueError):
@@ -79,6 +82,19 @@ _SEARCH_RE = re.compile(r"^[ \t]*<{5,9}[ \t]*SEARCH\b.*$")
 _DIVIDER_RE = re.compile(r"^[ \t]*={5,9}[ \t]*$")
 _REPLACE_RE = re.compile(r"^[ \t]*>{5,9}[ \t]*REPLACE\b.*$")
 _FENCE_RE = re.compile(r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*?)[ \t]*$")
+# "File: src/a.py" before a hunk names the file it edits (multi-file programs). Markdown
+# decoration that models add (#, **, backticks, a leading "- ") is tolerated.
+_FILE_RE = re.compile(
+    r"^[ \t]*(?:[#>*-]+[ \t]*)?(?:\*\*)?(?:file|path)[ \t]*:[ \t]*(?:\*\*)?[ \t]*`?(?P<path>[^`*\s]+)`?"
+    r"[ \t]*(?:\*\*)?[ \t]*$",
+    re.IGNORECASE,
+)
+
+
+def file_header(line: str) -> str | None:
+    """The path named by a ``File: path`` line, else None."""
+    match = _FILE_RE.match(line)
+    return match.group("path") if match else None
 
 
 def _normalize_newlines(text: str) -> str:
@@ -112,6 +128,7 @@ def parse_diffs(reply: str) -> list[SearchReplace]:
     lines = _normalize_newlines(reply or "").split("\n")
     hunks: list[SearchReplace] = []
     state = "prose"  # prose | search | replace
+    current_file: str | None = None  # set by a "File: path" prose line, sticky until the next one
     search: list[str] = []
     replace: list[str] = []
     opened_at = 0
@@ -119,6 +136,8 @@ def parse_diffs(reply: str) -> list[SearchReplace]:
         if state == "prose":
             if _SEARCH_RE.match(line):
                 state, search, replace, opened_at = "search", [], [], lineno
+            elif (named := file_header(line)) is not None:
+                current_file = named
             elif _REPLACE_RE.match(line):
                 raise DiffParseError(
                     f"'>>>>>>> REPLACE' at reply line {lineno} without a preceding '<<<<<<< SEARCH'"
@@ -146,7 +165,9 @@ def parse_diffs(reply: str) -> list[SearchReplace]:
                         f"hunk {len(hunks) + 1} (reply line {opened_at}) has an empty SEARCH part; "
                         "copy the exact lines to change from the program"
                     )
-                hunks.append(SearchReplace(_join(search_lines), _join(_strip_inner_fence(replace))))
+                hunks.append(
+                    SearchReplace(_join(search_lines), _join(_strip_inner_fence(replace)), current_file)
+                )
                 state = "prose"
             else:
                 replace.append(line)

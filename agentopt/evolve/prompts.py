@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from agentopt.evolve.blocks import Block, BlockError, find_blocks
+from agentopt.evolve.bundle import BundleError, is_bundle, unpack
 from agentopt.textsafe import fence, strip_control, truncate_middle
 
 __all__ = [
+    "goal_text",
     "language_from_path",
     "PromptProgram",
     "build_messages",
@@ -82,6 +84,36 @@ def language_from_path(path: str) -> str:
     """The ``language`` argument for a program file, from its suffix (default python)."""
     dot = path.rfind(".")
     return _SUFFIX_LANGUAGE.get(path[dot:].lower(), "python") if dot != -1 else "python"
+
+
+def goal_text(objective_metric: str, direction: str) -> str:
+    """The goal sentence every prompt (and every meta-prompt variant) states."""
+    better = "higher" if direction == "maximize" else "lower"
+    return f"{direction} the metric '{_clean(objective_metric, 60)}' ({better} is better)"
+
+
+def _bundle_files(code: str) -> dict[str, str] | None:
+    if not is_bundle(code):
+        return None
+    try:
+        return unpack(code)
+    except BundleError:
+        return None
+
+
+def _bundle_listing(files: dict[str, str], limit: int, *, blocks_only: bool) -> list[str]:
+    """Each file of a multi-file program under its own heading and fence (in its language).
+    ``blocks_only`` shows only the EVOLVE-BLOCK regions of files that have them."""
+    out: list[str] = []
+    per = max(400, limit // max(1, len(files)))
+    for path, text in files.items():
+        lang = language_from_path(path)
+        view = _block_view(strip_control(text), lang) if blocks_only else None
+        shown = truncate_middle(view, per) if view is not None else _program_code(text, per, lang)
+        note = " (EVOLVE-BLOCK regions only)" if view is not None else ""
+        out.append(f"File: {_clean(path, 200)}{note}")
+        out.append(fence(shown, lang))
+    return out
 
 
 def _comment(language: str) -> str:
@@ -207,7 +239,13 @@ def _outside_spans(code: str, blocks: list[Block]) -> list[tuple[int, int]]:
 
 
 def _program_section(
-    title: str, p: PromptProgram, objective_metric: str, code: str, lang: str, feedback_limit: int
+    title: str,
+    p: PromptProgram,
+    objective_metric: str,
+    code: str,
+    lang: str,
+    feedback_limit: int,
+    code_lines: list[str] | None = None,
 ) -> list[str]:
     out = [f"## {title}"]
     label = strip_control(p.label).strip()
@@ -218,7 +256,7 @@ def _program_section(
         out.append("Metrics:")
         out.append(_metrics_block(p.metrics))
     out.append("Code:")
-    out.append(fence(code, lang))
+    out.extend(code_lines if code_lines is not None else [fence(code, lang)])
     if p.error:
         out.append("It failed with this error:")
         out.append(_data(p.error, _ERROR_LIMIT))
@@ -234,9 +272,11 @@ def _program_section(
     return out
 
 
-def _format_rules(mode: str, language: str, n_blocks: int, compact: bool) -> str:
+def _format_rules(mode: str, language: str, n_blocks: int, compact: bool, files: list[str] | None = None) -> str:
     """The reply-format contract; the parser in :mod:`agentopt.evolve.diff` is its other half."""
     lang = language.lower()
+    if files:
+        return _multi_file_rules(mode, language, n_blocks, files)
     if n_blocks:
         scope = (
             "Change only code between the EVOLVE-BLOCK-START and EVOLVE-BLOCK-END marker lines; "
@@ -278,6 +318,33 @@ def _format_rules(mode: str, language: str, n_blocks: int, compact: bool) -> str
     return f"{fmt}.\n\n{scope}\n{keep}\nBefore the code block, explain your idea in at most a few sentences."
 
 
+def _multi_file_rules(mode: str, language: str, n_blocks: int, files: list[str]) -> str:
+    """Reply format for a program made of several files: every edit names its file."""
+    scope = (
+        "In files with EVOLVE-BLOCK-START/EVOLVE-BLOCK-END marker lines, change only code between them and "
+        "never touch the marker lines; files without markers may change anywhere."
+        if n_blocks
+        else "You may change any part of any file."
+    )
+    listing = ", ".join(files[:20]) + (" ..." if len(files) > 20 else "")
+    if mode == "diff":
+        return (
+            f"The program consists of several files: {listing}.\n"
+            "Reply with one or more SEARCH/REPLACE blocks. Put a line 'File: <path>' before each block "
+            f"naming the file it edits, exactly like this:\n\nFile: {files[0]}\n{diff_example(language)}\n"
+            "The SEARCH part must copy existing lines of that file exactly (same indentation), enough of "
+            f"them to be unique; the REPLACE part holds the new lines.\n\n{scope}\n"
+            "Keep the names and signatures other files call, and keep the program runnable. "
+            "Before the blocks, explain your idea in at most a few sentences."
+        )
+    return (
+        f"The program consists of several files: {listing}.\n"
+        "For every file you change, write a line 'File: <path>' followed by ONE fenced code block holding "
+        "that file's complete new content (EVOLVE-BLOCK marker lines kept). Files you do not mention stay "
+        f"unchanged.\n\n{scope}\nKeep the program runnable. Before the code, explain your idea briefly."
+    )
+
+
 def build_messages(
     *,
     parent: PromptProgram,
@@ -310,17 +377,18 @@ def build_messages(
     except BlockError:
         n_blocks = 0
     has_blocks = n_blocks > 0
-    better = "higher" if direction == "maximize" else "lower"
-    goal = f"{direction} the metric '{_clean(objective_metric, 60)}' ({better} is better)"
+    goal = goal_text(objective_metric, direction)
+    files = _bundle_files(parent.code)
+    names = list(files) if files is not None else None
     if compact:
         role = system_message or f"You improve {language} code. Goal: {goal}."
-        system = f"{role}\n\n{_format_rules(mode, language, n_blocks, compact)}"
+        system = f"{role}\n\n{_format_rules(mode, language, n_blocks, compact, names)}"
     else:
         role = system_message or (
             f"You are an expert {language} programmer improving a program through evolution. "
             f"Each candidate you write is run and scored automatically; your goal: {goal}."
         )
-        system = f"{role}\n\n{_format_rules(mode, language, n_blocks, compact)}\n\n{DATA_NOTICE}"
+        system = f"{role}\n\n{_format_rules(mode, language, n_blocks, compact, names)}\n\n{DATA_NOTICE}"
 
     task = strip_control(task_description or "").strip()
     user: list[str] = []
@@ -328,13 +396,17 @@ def build_messages(
         if task:
             user.append(f"Task: {truncate_middle(task, _COMPACT_TASK_LIMIT)}")
         user.append(f"Goal: {goal}. Current score: {_num(parent.score)}.")
-        view = _block_view(strip_control(parent.code), lang) if has_blocks else None
-        shown = view if view is not None else strip_control(parent.code)
-        code = truncate_middle(shown, min(max_code_length, _COMPACT_CODE_LIMIT))
-        user.append(
-            "Code to improve:" if view is None else "Evolvable code (the rest of the program is hidden):"
-        )
-        user.append(fence(code, lang))
+        if files is not None:
+            user.append("Files to improve:")
+            user.extend(_bundle_listing(files, min(max_code_length, _COMPACT_CODE_LIMIT), blocks_only=False))
+        else:
+            view = _block_view(strip_control(parent.code), lang) if has_blocks else None
+            shown = view if view is not None else strip_control(parent.code)
+            code = truncate_middle(shown, min(max_code_length, _COMPACT_CODE_LIMIT))
+            user.append(
+                "Code to improve:" if view is None else "Evolvable code (the rest of the program is hidden):"
+            )
+            user.append(fence(code, lang))
         if parent.error:
             user.append("Error:")
             user.append(_data(parent.error, _COMPACT_FEEDBACK_LIMIT))
@@ -352,10 +424,16 @@ def build_messages(
     user.append(task or "(no description given)")
     user.append(f"Goal: {goal}.")
     user.append("")
-    parent_code = _program_code(parent.code, max_code_length, lang)
-    user.extend(
-        _program_section("Current program", parent, objective_metric, parent_code, lang, _FEEDBACK_LIMIT)
-    )
+    if files is not None:
+        listing = _bundle_listing(files, max_code_length, blocks_only=False)
+        user.extend(
+            _program_section("Current program", parent, objective_metric, "", lang, _FEEDBACK_LIMIT, listing)
+        )
+    else:
+        parent_code = _program_code(parent.code, max_code_length, lang)
+        user.extend(
+            _program_section("Current program", parent, objective_metric, parent_code, lang, _FEEDBACK_LIMIT)
+        )
     if inspirations:
         user.append("")
         user.append(
@@ -363,6 +441,14 @@ def build_messages(
         )
         per = max(800, min(max_code_length // 2, max_code_length // (len(inspirations) + 1)))
         for i, insp in enumerate(inspirations, start=1):
+            insp_files = _bundle_files(insp.code)
+            if insp_files is not None:
+                brief = insp.model_copy(update={"artifacts": {}})
+                listing = _bundle_listing(insp_files, per, blocks_only=True)
+                user.extend(
+                    _program_section(f"Inspiration {i}", brief, objective_metric, "", lang, _FEEDBACK_LIMIT // 4, listing)
+                )
+                continue
             view = _block_view(strip_control(insp.code), lang)
             code = truncate_middle(view if view is not None else strip_control(insp.code), per)
             title = f"Inspiration {i}" + (" (EVOLVE-BLOCK regions only)" if view is not None else "")

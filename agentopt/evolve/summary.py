@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +29,13 @@ class RunSummary(BaseModel):
     evaluations: int = 0
     failures: int = 0
     cache_hits: int = 0
+    # Whole-run equivalence cache: children looked up (evaluated + reused), hits per kind
+    # (exact text, normalized code, functional fingerprint) and fingerprint jobs run.
+    cache_lookups: int = 0
+    cache_hits_by_kind: dict[str, int] = Field(default_factory=dict)
+    fingerprints: int = 0
+    # Meta-prompt archive (llm.meta_prompts): one dict per variant, best first.
+    meta_prompts: list[dict[str, Any]] = Field(default_factory=list)
     rejected_replies: int = 0
     llm_calls: int = 0
     tokens: int = 0
@@ -36,6 +44,13 @@ class RunSummary(BaseModel):
     stop_reason: str = ""
     mutator: str = ""
     isolation: list[str] = Field(default_factory=list)
+
+    def hit_rate(self, kind: str | None = None) -> float:
+        """Fraction of looked-up children served from the cache (by ``kind``, or any kind)."""
+        if self.cache_lookups <= 0:
+            return 0.0
+        hits = sum(self.cache_hits_by_kind.values()) if kind is None else self.cache_hits_by_kind.get(kind, 0)
+        return hits / self.cache_lookups
 
     @property
     def improved(self) -> bool:
@@ -50,6 +65,29 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.6g}"
 
 
+def _cache_text(summary: RunSummary) -> str:
+    if summary.cache_lookups <= 0:
+        return str(summary.cache_hits)
+    total = sum(summary.cache_hits_by_kind.values())
+    kinds = ", ".join(
+        f"{kind} {n} ({summary.hit_rate(kind):.0%})" for kind, n in summary.cache_hits_by_kind.items()
+    )
+    text = f"{total} of {summary.cache_lookups} candidates ({summary.hit_rate():.0%}): {kinds}"
+    if summary.fingerprints:
+        text += f"; {summary.fingerprints} fingerprint runs"
+    return text
+
+
+def _meta_text(summary: RunSummary) -> str | None:
+    if not summary.meta_prompts:
+        return None
+    best = summary.meta_prompts[0]
+    return (
+        f"{len(summary.meta_prompts)} variants; best {best['id']} ({best['origin']}): "
+        f"{best['improved']}/{best['pulls']} children improved"
+    )
+
+
 def summary_markdown(summary: RunSummary) -> str:
     rows = [
         ("task", summary.task),
@@ -60,7 +98,7 @@ def summary_markdown(summary: RunSummary) -> str:
         ("iterations", str(summary.iterations)),
         ("evaluations", str(summary.evaluations)),
         ("failed candidates", str(summary.failures)),
-        ("equivalence-cache hits", str(summary.cache_hits)),
+        ("equivalence-cache hits", _cache_text(summary)),
         ("rejected LLM replies", str(summary.rejected_replies)),
         ("LLM calls / tokens / cost", f"{summary.llm_calls} / {summary.tokens} / ${summary.cost_usd:.4f}"),
         ("wall time", f"{summary.wall_s:.1f} s"),
@@ -68,6 +106,9 @@ def summary_markdown(summary: RunSummary) -> str:
         ("isolation", ", ".join(summary.isolation) or "—"),
         ("stopped because", summary.stop_reason),
     ]
+    meta = _meta_text(summary)
+    if meta is not None:
+        rows.insert(-1, ("meta-prompts", meta))
     lines = [f"# agentopt run: {summary.task}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + "\n"
@@ -78,7 +119,15 @@ def write_outputs(run_dir: Path, db: ProgramDB, summary: RunSummary, spec: TaskS
     run_dir.mkdir(parents=True, exist_ok=True)
     best = db.best()
     if best is not None and summary.best_program_path:
-        Path(summary.best_program_path).write_text(best.code, encoding="utf-8")
+        from agentopt.evolve.bundle import is_bundle, write_bundle
+
+        target = Path(summary.best_program_path)
+        if is_bundle(best.code):  # a multi-file candidate: a directory of its files
+            if target.is_dir():
+                shutil.rmtree(target)
+            write_bundle(best.code, target)
+        else:
+            target.write_text(best.code, encoding="utf-8")
     (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     (run_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     if spec.load_warnings:

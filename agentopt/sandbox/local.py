@@ -184,6 +184,7 @@ class LocalSandbox(Sandbox):
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             **job.env,
             "PYTHONHASHSEED": job.env.get("PYTHONHASHSEED", "0"),
+            **_gpu_env(job.gpus),
         }
         q = shlex.quote
         script: list[str] = ["set -e"]
@@ -390,3 +391,21 @@ async def _remove_cgroup(cgroup: Path) -> None:
         except OSError:
             await asyncio.sleep(0.02)
     log.warning("could not remove pids cgroup %s", cgroup)
+
+
+def _gpu_env(gpus: str | int | list[str] | None) -> dict[str, str]:
+    """CUDA devices the guest may see: none unless the task asks (the factory checked they exist).
+
+    ``"all"`` leaves the visible set as the host has it; a count exposes the first N devices;
+    a list exposes exactly those ids.
+    """
+    if gpus is None or gpus == 0 or gpus == []:
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    if gpus == "all":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    if isinstance(gpus, int) or (isinstance(gpus, str) and gpus.isdigit()):
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(int(gpus)))}
+    ids = gpus if isinstance(gpus, list) else [part.strip() for part in str(gpus).split(",")]
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)}
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import tarfile
 import tempfile
 import threading
@@ -140,8 +141,9 @@ def _warm_worker() -> bool:
 class RaySandbox(Sandbox):
     """Runs each job as a Ray task with ``num_cpus`` / ``num_gpus`` / ``memory`` requests.
 
-    ``address``: None starts a local Ray (``init_kwargs`` go to ``ray.init``, e.g.
-    ``{"num_cpus": 2}``); ``"auto"`` or ``"ray://host:10001"`` joins a cluster. An already
+    ``address``: None starts a new local Ray (or joins ``$RAY_ADDRESS`` when set;
+    ``init_kwargs`` go to ``ray.init``, e.g. ``{"num_cpus": 2}``); ``"auto"`` (a cluster
+    started with ``ray start`` on this machine) or ``"ray://host:10001"`` joins a cluster. An already
     initialised Ray in this process is reused and left running. ``local_kwargs`` configure the
     :class:`~agentopt.sandbox.local.LocalSandbox` inside each task.
     """
@@ -172,12 +174,14 @@ class RaySandbox(Sandbox):
                 kwargs = {"include_dashboard": False, "log_to_driver": False, **self._init_kwargs}
                 if self.address is not None:
                     kwargs["address"] = self.address
+                elif not os.environ.get("RAY_ADDRESS"):
+                    kwargs["address"] = "local"  # a new local Ray, even if a `ray start` one runs here
                 try:
                     ray.init(**kwargs)
                 except Exception as err:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError...
                     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-                    where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray"
-                    raise SandboxError(f"cannot start {where}: {first}") from None
+                    where = f"connect to the Ray cluster at {self.address!r}" if self.address else "start a local Ray"
+                    raise SandboxError(f"cannot {where}: {first}") from None
                 self._owns_ray = True
             if self._remote is None:
                 self._remote = ray.remote(max_retries=0)(run_bundle)
