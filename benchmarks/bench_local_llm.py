@@ -3,8 +3,9 @@
 For each local model (``local/smollm2``, ``local/gemma3-270m``), each prompt form and each
 bundled task, ask for ``--replies`` mutations of the task's initial program (one seed per
 reply) and report how many replies parse as SEARCH/REPLACE (or a fenced rewrite), how many
-apply to the program (:func:`agentopt.evolve.diff.apply_reply`), and whether any applied
-child scores better than the initial program when evaluated in the sandbox ("improved?").
+apply to the program (:func:`agentopt.evolve.diff.apply_reply`), how many of those children
+the evaluator accepts ("valid": scored without error), and whether any child scores better
+than the initial program in the sandbox ("improved?").
 
 Prompt forms:
   full            the prompt hosted models get (build_messages, compact=False)
@@ -57,6 +58,7 @@ class Row:
     replies: int = 0
     parsed: int = 0
     applied: int = 0
+    valid: int = 0
     improved: int = 0
     best_child: float | None = None
     initial: float | None = None
@@ -130,6 +132,7 @@ async def measure(
             continue
         row.applied += 1
         score = await _score(sandbox, spec, outcome.code, work, f"child_{form.replace('+', '_')}_{seed}")
+        row.valid += score is not None
         if _better(score, row.initial, spec.objective.direction):
             row.improved += 1
         if score is not None and _better(score, row.best_child, spec.objective.direction):
@@ -220,7 +223,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     print(f"  done {model} {form} {row.task}: {row.applied}/{row.replies} applied; "
                           f"failures {dict(sorted(row.errors.items(), key=lambda kv: -kv[1])[:3])}", flush=True)
     header = f"{'model':18} {'prompt form':16} {'task':15} {'replies':>7} {'parsed%':>7} {'applied%':>8} " \
-             f"{'improved?':>9} {'initial':>8} {'best child':>10} {'tok/s':>6}"
+             f"{'valid%':>6} {'improved?':>9} {'initial':>8} {'best child':>10} {'tok/s':>6}"
     print()
     print(header)
     print("-" * len(header))
@@ -229,7 +232,7 @@ async def main_async(args: argparse.Namespace) -> int:
         tps = r.tokens / r.gen_s if r.gen_s else 0.0
         improved = f"yes({r.improved})" if r.improved else "no"
         print(f"{r.model:18} {r.form:16} {r.task:15} {r.replies:>7} {100 * r.parsed / n:>6.0f}% "
-              f"{100 * r.applied / n:>7.0f}% {improved:>9} {_fmt(r.initial):>8} {_fmt(r.best_child):>10} {tps:>6.1f}")
+              f"{100 * r.applied / n:>7.0f}% {100 * r.valid / n:>5.0f}% {improved:>9} {_fmt(r.initial):>8} {_fmt(r.best_child):>10} {tps:>6.1f}")
     if args.evolve:
         print()
         for model in available:

@@ -75,6 +75,7 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
         stage=2,
         code_hash="ch",
         norm_hash="nh",
+        func_hash="fh",
         complexity=12.25,
         mutation={
             "kind": "diff",
@@ -351,6 +352,40 @@ def test_find_by_hash(tmp_path: Path) -> None:
         assert db.find_by_hash(code_hash="zz") is None
         with pytest.raises(ValueError):
             db.find_by_hash()
+
+
+def test_find_by_functional_hash_and_batched_state(tmp_path: Path) -> None:
+    with open_db(tmp_path / "p.db") as db:
+        db.add(make(0, 1.0, code_hash="c0", norm_hash="n0", func_hash="f"))
+        db.add(make(1, 2.0, code_hash="c1", norm_hash="n1", func_hash="f"))
+        db.add(make(2, 3.0, code_hash="c2", norm_hash="n2"))
+        assert db.find_by_hash(func_hash="f").id == make(0, 0).id  # type: ignore[union-attr]
+        assert db.find_by_hash(func_hash="f", norm_hash="n1").iteration == 1  # type: ignore[union-attr]
+        assert db.get(make(2, 0).id).func_hash == ""  # type: ignore[union-attr]
+        db.set_states({"a": 1, "b": {"x": [1, 2]}})
+    with open_db(tmp_path / "p.db") as db:
+        assert db.get_state("a") == 1 and db.get_state("b") == {"x": [1, 2]}
+        assert db.find_by_hash(func_hash="f").id == make(0, 0).id  # type: ignore[union-attr]
+
+
+def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with open_db(path) as db:
+        db.add(make(0, 1.0, code_hash="c0", norm_hash="n0"))
+    con = sqlite3.connect(path)  # turn it back into a schema-1 file
+    con.execute("DROP INDEX programs_func_hash")
+    con.execute("ALTER TABLE programs DROP COLUMN func_hash")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with open_db(path) as db:
+        assert db.get(make(0, 0).id).score == 1.0  # type: ignore[union-attr]
+        db.add(make(1, 2.0, code_hash="c1", norm_hash="n1", func_hash="f1"))
+        assert db.find_by_hash(func_hash="f1").iteration == 1  # type: ignore[union-attr]
+        assert db.best().iteration == 1  # type: ignore[union-attr]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    con.close()
 
 
 def test_llm_calls_rejections_and_state(tmp_path: Path) -> None:

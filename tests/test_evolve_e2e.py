@@ -82,6 +82,15 @@ def db_rows(run_dir: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def stored_count(run_dir: Path) -> int:
+    """Programs stored so far by a run in another process; 0 while its store is being created
+    (the file appears a moment before its tables do)."""
+    try:
+        return db_rows(run_dir, "SELECT COUNT(*) FROM programs")[0][0] if (run_dir / "programs.db").exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_llm_run_improves_and_stores_every_candidate(tmp_path: Path, scripted_llm) -> None:
     replies = iter(["this reply has no diff at all", "<<<<<<< SEARCH\n    return 7.0\n=======\n    return 8\n"])
 
@@ -205,7 +214,7 @@ def test_kill_9_then_resume_continues_exactly(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        if (run / "programs.db").exists() and db_rows(run, "SELECT COUNT(*) FROM programs")[0][0] >= 5:
+        if stored_count(run) >= 5:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -233,7 +242,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        if (run / "programs.db").exists() and db_rows(run, "SELECT COUNT(*) FROM programs")[0][0] >= 3:
+        if stored_count(run) >= 3:
             break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

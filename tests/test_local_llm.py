@@ -177,7 +177,7 @@ def test_grammar_reply_parses_and_its_search_matches(cache_dir: Path) -> None:
     from agentopt.llm.client import LLMClient
 
     spec = resolve_local_models(
-        LLMSpec(models=[ModelSpec(name="local/smollm2")], temperature=0.7, max_tokens=160, max_retries=0)
+        LLMSpec(models=[ModelSpec(name="local/smollm2")], temperature=0.7, max_tokens=400, max_retries=0)
     )
     from agentopt.evolve.prompts import PromptProgram
 

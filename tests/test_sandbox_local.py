@@ -136,7 +136,7 @@ def test_env_is_scrubbed(sandbox: LocalSandbox, tmp_path: Path, monkeypatch: pyt
     assert r.ok, r
     assert secret not in r.model_dump_json()
     assert "OPENAI_API_KEY" not in r.value["env"]
-    assert set(r.value["env"]) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED", "ALLOWED_VAR", "PWD", "OLDPWD"}
+    assert set(r.value["env"]) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED", "ALLOWED_VAR", "PWD", "OLDPWD", "CUDA_VISIBLE_DEVICES"}
     assert r.value["extra"] == "yes" and r.value["hashseed"] == "0"
     assert r.value["tmp"].startswith(r.value["home"])
 

@@ -421,19 +421,24 @@ class EvolutionController:
             await asyncio.gather(*tasks, return_exceptions=True)
         for child, program, outcome in results:  # commit strictly in iteration order
             self._commit(child, program, outcome)
-        self.db.set_state(STATE_NEXT_ITERATION, first + size)
-        self.db.set_state(STATE_PENDING, {})
-        self._save_state()
+        self._save_state({STATE_NEXT_ITERATION: first + size, STATE_PENDING: {}})
 
-    def _save_state(self) -> None:
-        self.db.set_state(STATE_PREVIOUS_ERRORS, self._previous_errors)
-        self.db.set_state(STATE_NO_IMPROVE, self._no_improve)
-        self.db.set_state(STATE_EVALUATIONS, self._evaluations_total)
-        self.db.set_state(STATE_CACHE, self._cache)
-        self.db.set_state(STATE_STARTED_AT, self.stats.wall_s)
+    def _save_state(self, extra: dict[str, Any] | None = None) -> None:
+        """Persist the run's counters and the proposer's learned state in one transaction
+        (with ``extra``: the batch's advance), so a crash never leaves them out of step."""
+        values: dict[str, Any] = {
+            STATE_PREVIOUS_ERRORS: self._previous_errors,
+            STATE_NO_IMPROVE: self._no_improve,
+            STATE_EVALUATIONS: self._evaluations_total,
+            STATE_CACHE: self._cache,
+            STATE_STARTED_AT: self.stats.wall_s,
+            **(self.mutator.state_items() if hasattr(self.mutator, "state_items") else {}),
+            **(extra or {}),
+        }
         snapshot = self.mutator.ledger_snapshot()
         if snapshot is not None:
-            self.db.set_state(STATE_LEDGER, snapshot)
+            values[STATE_LEDGER] = snapshot
+        self.db.set_states(values)
 
     def batch_size(self) -> int:
         return max(self.spec.search.parallel_evaluations, self.mutator.concurrency())

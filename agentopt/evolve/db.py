@@ -237,6 +237,7 @@ class ProgramDB:
         self._ref_profiles: dict[int, CodeProfile] = {}
         self._distance: Any = None
         self._lock = threading.RLock()
+        self._best_cache: tuple[int, Program] | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -508,6 +509,24 @@ class ProgramDB:
         self._write("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     @_locked
+    def set_states(self, values: dict[str, Any]) -> None:
+        """Store several JSON values in ONE transaction: the controller's end-of-batch
+        bookkeeping (next iteration, counters, bandit statistics) lands together or not at
+        all, so a crash can never leave a half-advanced run (and it is one commit, not ten)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+                [(key, json.dumps(value)) for key, value in values.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @_locked
     def get_state(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
@@ -566,7 +585,14 @@ class ProgramDB:
         else:
             ranked = self._pop.islands[island].ranked
             key = ranked[0] if ranked else None
-        return None if key is None else self._get_seq(key[2])
+        if key is None:
+            return None
+        cached = self._best_cache
+        if cached is not None and cached[0] == key[2]:
+            return cached[1]  # the controller asks after every child; stored rows never change
+        program = self._get_seq(key[2])
+        self._best_cache = (key[2], program)
+        return program
 
     def count(self, *, ok_only: bool = False) -> int:
         return self._pop.ok_count if ok_only else self._count

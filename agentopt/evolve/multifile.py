@@ -39,19 +39,28 @@ def _resolve(name: str, files: dict[str, str]) -> str:
     raise DiffApplyError(f"the reply names file {name!r}, which is not part of the program (files: {', '.join(files)})")
 
 
+def _fitting_files(files: dict[str, str], hunk: SearchReplace) -> list[str]:
+    fits = []
+    for path, text in files.items():
+        try:
+            apply_diffs(text, [hunk])
+        except DiffApplyError:
+            continue
+        fits.append(path)
+    return fits
+
+
 def _apply_hunks(files: dict[str, str], hunks: list[SearchReplace]) -> list[str]:
     changed: list[str] = []
     for n, hunk in enumerate(hunks, start=1):
-        if hunk.file is not None:
-            target = _resolve(hunk.file, files)
-        else:
-            fits = []
-            for path, text in files.items():
-                try:
-                    apply_diffs(text, [hunk])
-                except DiffApplyError:
-                    continue
-                fits.append(path)
+        target = _resolve(hunk.file, files) if hunk.file is not None else None
+        if target is not None and hunk.search.strip() not in files[target]:
+            # A header is sticky, so a hunk after it may really belong to another file the
+            # model forgot to name; when exactly one file fits, that is where it goes.
+            fits = _fitting_files(files, hunk)
+            target = fits[0] if len(fits) == 1 else target
+        if target is None:
+            fits = _fitting_files(files, hunk)
             if len(fits) != 1:
                 where = "no file" if not fits else f"{len(fits)} files ({', '.join(fits)})"
                 raise DiffApplyError(

@@ -85,6 +85,9 @@ class SymbolicProposer:
     def observe(self, child: Child, program: Program | None) -> None:
         pass
 
+    def state_items(self) -> dict[str, Any]:
+        return {}
+
     async def propose(
         self,
         *,
@@ -159,8 +162,6 @@ class LLMProposer:
             self.bandit.observe(
                 child.mutation["model"], improved=improved, cost_usd=child.mutation.get("cost_usd", 0.0)
             )
-            if self._db is not None:
-                self._db.set_state(BANDIT_STATE, self.bandit.to_state())
         if self.meta is not None:
             variant = child.mutation.get("prompt_variant")
             if variant and "model" in child.mutation:
@@ -168,8 +169,16 @@ class LLMProposer:
             proposal = child.mutation.get("meta_proposal")
             if proposal:
                 self.meta.add(proposal, parents=list(child.mutation.get("meta_parents", [])), iteration=child.iteration)
-            if self._db is not None:
-                self._db.set_state(META_STATE, self.meta.to_state())
+
+    def state_items(self) -> dict[str, Any]:
+        """Learned state the controller stores atomically with the batch's advance (never
+        mid-batch: a crash there replays the batch, which must not count rewards twice)."""
+        items: dict[str, Any] = {}
+        if self.bandit is not None:
+            items[BANDIT_STATE] = self.bandit.to_state()
+        if self.meta is not None:
+            items[META_STATE] = self.meta.to_state()
+        return items
 
     def meta_prompt_stats(self) -> list[dict[str, Any]]:
         """The prompt archive, best first (empty without ``llm.meta_prompts``)."""

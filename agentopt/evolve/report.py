@@ -17,7 +17,8 @@ from typing import Any
 from agentopt.errors import AgentoptError
 from agentopt.evolve.controller import load_task_snapshot
 from agentopt.evolve.db import Program, ProgramDB
-from agentopt.evolve.summary import read_summary, summary_markdown
+from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
+from agentopt.evolve.summary import RunSummary, read_summary, summary_markdown
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -161,6 +162,35 @@ def _llm_table(calls: list[dict[str, Any]]) -> str:
     )
 
 
+def _cache_table(summary: RunSummary | None) -> str:
+    if summary is None or summary.cache_lookups <= 0:
+        return "<p class=muted>no cache lookups recorded</p>"
+    rows = "".join(
+        f"<tr><td>{_esc(kind)}</td><td>{n}</td><td>{summary.hit_rate(kind):.1%}</td></tr>"
+        for kind, n in summary.cache_hits_by_kind.items()
+    )
+    return (
+        f"<p>{summary.cache_lookups} candidates looked up, {summary.fingerprints} fingerprint runs.</p>"
+        f"<table><tr><th>kind</th><th>hits</th><th>hit rate</th></tr>{rows}</table>"
+    )
+
+
+def _meta_table(state: dict[str, Any] | None) -> str:
+    if not state:
+        return "<p class=muted>meta-prompt evolution was off (llm.meta_prompts)</p>"
+    archive = MetaPromptArchive()
+    archive.load_state(state)
+    rows = "".join(
+        f"<tr><td>{_esc(r['id'])}</td><td>{_esc(r['origin'])}</td><td>{r['improved']}/{r['pulls']}</td>"
+        f"<td>{_esc(', '.join(r['parents']) or '—')}</td><td><pre>{_esc(r['text'])}</pre></td></tr>"
+        for r in archive.ranking()
+    )
+    return (
+        "<table><tr><th>variant</th><th>origin</th><th>children improved</th><th>from</th><th>system prompt</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def build_html(run_dir: Path) -> str:
     spec = load_task_snapshot(run_dir)
     summary = read_summary(run_dir)
@@ -179,6 +209,7 @@ def build_html(run_dir: Path) -> str:
                 if len(cells) == 2:
                     summary_rows += f"<tr><th>{_esc(cells[0])}</th><td>{_esc(cells[1])}</td></tr>"
         failures = sum(1 for p in programs if p.error)
+        meta_state = db.get_state(META_STATE)
         body = [
             f"<h1>agentopt run: {_esc(spec.display_name)}</h1>",
             f"<table>{summary_rows}</table>",
@@ -187,6 +218,8 @@ def build_html(run_dir: Path) -> str:
             f"<h2>MAP-Elites grid</h2>{_grid_tables(db, spec.search.num_islands, maximize)}",
             f"<h2>Lineage of the best program</h2>{_lineage(db, best)}",
             f"<h2>LLM calls and cost per model</h2>{_llm_table(db.llm_calls())}",
+            f"<h2>Equivalence cache</h2>{_cache_table(summary)}",
+            f"<h2>Meta-prompt variants</h2>{_meta_table(meta_state)}",
             f"<h2>Task</h2><pre>{_esc(json.dumps(spec.model_dump(mode='json'), indent=2))}</pre>",
         ]
     finally:

@@ -510,13 +510,16 @@ def _unique_run_length(program: list[str], run: list[str]) -> int | None:
     return None
 
 
-def search_replace_grammar(code: str, *, max_hunks: int = 2, max_replace_lines: int = 24) -> str | None:
+def search_replace_grammar(code: str, *, max_hunks: int = 1, max_replace_lines: int | None = None) -> str | None:
     """A GBNF grammar for SEARCH/REPLACE replies whose SEARCH part is always applicable.
 
     Small models rarely copy lines verbatim, so the SEARCH part is constrained to a run of
-    consecutive, non-blank lines of the parent's EVOLVE-BLOCK bodies (or of the whole program
-    when it has no blocks); the REPLACE part is free text whose lines cannot start a marker.
-    Returns None when there are no lines to search (nothing useful to constrain).
+    consecutive lines of the parent's EVOLVE-BLOCK bodies (or of the whole program when it has
+    no blocks) that is unique in the program; the REPLACE part is free text whose lines cannot
+    start a marker, a code fence or a comment, at most ``max_replace_lines`` lines (default: the evolvable
+    line count + 2) of at most 120 characters. Without that bound a small model drifts into
+    prose after the code and never writes the closing ``>>>>>>> REPLACE`` line before
+    max_tokens. Returns None when there are no lines to search (nothing useful to constrain).
     """
     from agentopt.evolve.blocks import BlockError, find_blocks  # lazy: keep agentopt.llm free of evolve
 
@@ -554,13 +557,17 @@ def search_replace_grammar(code: str, *, max_hunks: int = 2, max_replace_lines: 
         n += len(region)
     if not starts:
         return None
+    if max_replace_lines is None:
+        max_replace_lines = min(60, sum(len(r) for r in regions) + 2)
     hunk_rep = "hunk " + " ".join(["hunk?"] * (max_hunks - 1))
     head = [
         f"root ::= {hunk_rep.strip()}",
         'hunk ::= "<<<<<<< SEARCH\\n" search "=======\\n" replace ">>>>>>> REPLACE\\n"',
         "search ::= " + " | ".join(starts),
         f"replace ::= rline{{0,{max_replace_lines}}}",
-        'rline ::= [^<=>\\n] [^\\n]* "\\n" | "\\n"',
+        # A line may not start (after indentation) with a marker, a fence or a comment: small
+        # models otherwise re-emit "# EVOLVE-BLOCK-START" lines, which corrupt the program.
+        'rline ::= [ \\t]{0,40} [^ \\t#<=>`\\n] [^\\n]{0,119} "\\n" | "\\n"',
     ]
     return "\n".join(head + rules) + "\n"
 
