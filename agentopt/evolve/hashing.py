@@ -63,6 +63,7 @@ def _parse(code: str) -> ast.AST | None:
         return None
 
 
+@lru_cache(maxsize=1024)
 def normalized_code_hash(code: str) -> str:
     """Hash of the program's structure: equal for programs that differ only in comments,
     docstrings, bare string statements, blank lines, line wrapping or quoting style.
@@ -84,6 +85,7 @@ def normalized_code_hash(code: str) -> str:
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 
+@lru_cache(maxsize=1024)
 def code_complexity(code: str) -> float:
     """Structural size: the number of AST nodes (the token count when the code does not
     parse). Unlike character or line counts it ignores comments and formatting, so a

@@ -7,8 +7,10 @@ request is asked in this process it maps to the n-th recorded answer, so replayi
 reproduces it answer for answer (given the same seed and call order).
 
 Why JSONL, append-only, tolerant of a torn last line: a crash (or kill) mid-write must not
-lose the answers already paid for; each answer is one flushed+fsynced line and a partial
-last line is skipped on load (and a newline is written before appending after it).
+lose the answers already paid for; each answer is one line written straight to the OS (so it
+survives the process being killed) and a partial last line is skipped on load (and a newline is
+written before appending after it). Like the program store (SQLite synchronous=NORMAL) it does
+not fsync per answer: that cost 0.7-2.6 ms per iteration and only protects against power loss.
 """
 
 from __future__ import annotations
@@ -105,4 +107,3 @@ class RequestCache:
                         prefix = b"\n"
                 fh.write(prefix + line.encode("utf-8") + b"\n")
                 fh.flush()
-                os.fsync(fh.fileno())
