@@ -263,3 +263,41 @@ def test_gpu_ids_are_visible_to_the_evaluator(tmp_path) -> None:
         asyncio.run(sandbox.close())
     assert result.ok, result.error
     assert result.value["cvd"] == "3"
+
+
+@pytest.fixture
+def request_cleanup():
+    callbacks: list = []
+    yield callbacks
+    for callback in callbacks:
+        callback()
+
+
+def test_interpreter_under_private_tmp_stays_reachable(tmp_path, request_cleanup) -> None:
+    """CI may clone (and make its venv) under /tmp, which the guest gets as a private tmpfs."""
+    import asyncio
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from agentopt.sandbox.base import SandboxJob
+    from agentopt.sandbox.local import LocalSandbox
+
+    # Not pytest's tmp_path: /tmp/pytest-of-root is mode 0700, which takes the "hidden dir" path.
+    outer = Path(tempfile.mkdtemp(prefix="agentopt-venv-test-", dir="/tmp"))
+    outer.chmod(0o755)
+    request_cleanup.append(lambda: shutil.rmtree(outer, ignore_errors=True))
+    venv = outer / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    evaluator = tmp_path / "ev.py"
+    evaluator.write_text("import sys\n\ndef evaluate(p):\n    return {'score': 1.0, 'prefix': sys.prefix}\n")
+    program = tmp_path / "prog.py"
+    program.write_text("x = 1\n")
+    sandbox = LocalSandbox(python=str(venv / "bin" / "python"))
+    try:
+        result = asyncio.run(sandbox.run(SandboxJob(evaluator_path=evaluator, program_path=program)))
+    finally:
+        asyncio.run(sandbox.close())
+    assert result.ok, (result.error, result.stderr)
+    assert result.value["prefix"] == str(venv)

@@ -107,7 +107,12 @@ class LocalSandbox(Sandbox):
         return None
 
     def _hidden_paths(self) -> tuple[list[str], list[str]]:
-        """Dirs 'nobody' cannot traverse (to cover with tmpfs) and the needed paths inside them."""
+        """Dirs 'nobody' cannot traverse (to cover with tmpfs) and the needed paths to keep visible.
+
+        Kept: needed paths inside a hidden dir (pyenv under /root) and needed paths under the
+        dirs that get a private tmpfs (a checkout or venv under /tmp, as CI clones may be):
+        without being bound back, the guest's interpreter or runner would vanish (exit 127).
+        """
         needed = [*iso.interpreter_paths(self._python), os.path.dirname(self._runner), self._lib_dir,
                   str(self._root)]
         hidden: list[str] = []
@@ -116,6 +121,8 @@ class LocalSandbox(Sandbox):
             anc = iso.first_hidden_ancestor(p)
             if anc:
                 hidden.append(anc)
+                expose.append(p)
+            elif any(p == t or p.startswith(t.rstrip("/") + "/") for t in _real_private_tmp_dirs()):
                 expose.append(p)
         return iso.minimal_roots(hidden), iso.minimal_roots(expose)
 
@@ -408,4 +415,9 @@ def _gpu_env(gpus: str | int | list[str] | None) -> dict[str, str]:
         return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(int(gpus)))}
     ids = gpus if isinstance(gpus, list) else [part.strip() for part in str(gpus).split(",")]
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)}
+
+
+def _real_private_tmp_dirs() -> list[str]:
+    """The private-tmp dirs as real paths (``/tmp`` may itself be a symlink on some hosts)."""
+    return [os.path.realpath(t) for t in _PRIVATE_TMP_DIRS if os.path.isdir(t) and not os.path.islink(t)]
 
