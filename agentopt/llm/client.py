@@ -13,9 +13,11 @@ stay instant and must work without touching litellm at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -399,8 +401,20 @@ class LLMClient:
 
     async def aclose(self) -> None:
         """Stop accepting calls. litellm's pooled HTTP clients are process-wide (shared by every
-        LLMClient) and litellm closes them at exit, so they are deliberately left open here."""
+        LLMClient) and litellm closes them at exit, so they are deliberately left open here.
+
+        litellm's background logging worker, however, lives on the current event loop; left
+        running, every `asyncio.run` that used litellm ends with "Task was destroyed but it is
+        pending!" on stderr. Stop it here (it restarts on the next loop that makes a call)."""
         self._closed = True
+        if "litellm" not in sys.modules:
+            return
+        try:
+            from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+        except ImportError:  # another litellm version: nothing to stop
+            return
+        with contextlib.suppress(Exception):
+            await GLOBAL_LOGGING_WORKER.stop()
 
 
 async def _tcp_probe(api_base: str, timeout_s: float) -> str | None:
