@@ -448,27 +448,38 @@ def ensure_local_server(
         attached = _attach(state_path, alias, port)
         if attached is not None:
             return attached
-        log_path = cache / f"{key}.log"
-        proc, base_url, used_port = _start(
-            model_path, alias, port=port, n_threads=n_threads, n_ctx=n_ctx, seed=seed,
-            chat_format=chat_format, log_path=log_path,
+        return _launch(
+            model_path, alias, chat_format=chat_format, port=port, n_threads=n_threads, n_ctx=n_ctx,
+            seed=seed, log_path=cache / f"{key}.log", state_path=state_path, ready_timeout_s=ready_timeout_s,
         )
-        server = LocalServer(
-            base_url=base_url, model=alias, process=proc, model_path=model_path, pid=proc.pid,
-            log_path=log_path, _state_path=state_path,
-        )
-        with _registry_lock:
-            _owned[base_url] = server
-        try:
-            _wait_ready(proc, base_url, log_path, ready_timeout_s, alias)
-        except BaseException:
-            server.stop()
-            raise
-        _write_state(
-            state_path,
-            {"pid": proc.pid, "port": used_port, "base_url": base_url, "alias": alias,
-             "model_path": str(model_path), "n_ctx": n_ctx, "log": str(log_path), "owner": os.getpid()},
-        )
+
+
+def _launch(
+    model_path: Path, alias: str, *, chat_format: str | None, port: int | None, n_threads: int, n_ctx: int,
+    seed: int, log_path: Path, state_path: Path, ready_timeout_s: float,
+) -> LocalServer:
+    """Start a server, own it (stopped at exit), wait until it answers, then publish its state
+    file so other processes attach. Called with the model's lock held."""
+    proc, base_url, used_port = _start(
+        model_path, alias, port=port, n_threads=n_threads, n_ctx=n_ctx, seed=seed,
+        chat_format=chat_format, log_path=log_path,
+    )
+    server = LocalServer(
+        base_url=base_url, model=alias, process=proc, model_path=model_path, pid=proc.pid,
+        log_path=log_path, _state_path=state_path,
+    )
+    with _registry_lock:
+        _owned[base_url] = server
+    try:
+        _wait_ready(proc, base_url, log_path, ready_timeout_s, alias)
+    except BaseException:
+        server.stop()
+        raise
+    _write_state(
+        state_path,
+        {"pid": proc.pid, "port": used_port, "base_url": base_url, "alias": alias,
+         "model_path": str(model_path), "n_ctx": n_ctx, "log": str(log_path), "owner": os.getpid()},
+    )
     return server
 
 
@@ -608,36 +619,23 @@ def run_serve_model_cli(name: str, port: int | None, n_threads: int) -> int:
                 raise LocalServerError(
                     f"{alias} is already served at {existing.base_url} (pid {existing.pid})"
                 )
-            log_path = cache / f"{key}.log"
-            proc, base_url, used_port = _start(
-                model_path, alias, port=port, n_threads=n_threads, n_ctx=n_ctx, seed=0,
-                chat_format=chat_format, log_path=log_path,
-            )
-            server = LocalServer(base_url, alias, proc, model_path, proc.pid, log_path, state_path)
-            with _registry_lock:
-                _owned[base_url] = server
-            try:
-                _wait_ready(proc, base_url, log_path, _READY_TIMEOUT_S, alias)
-            except BaseException:
-                server.stop()
-                raise
-            _write_state(
-                state_path,
-                {"pid": proc.pid, "port": used_port, "base_url": base_url, "alias": alias,
-                 "model_path": str(model_path), "n_ctx": n_ctx, "log": str(log_path), "owner": os.getpid()},
+            server = _launch(
+                model_path, alias, chat_format=chat_format, port=port, n_threads=n_threads, n_ctx=n_ctx,
+                seed=0, log_path=cache / f"{key}.log", state_path=state_path, ready_timeout_s=_READY_TIMEOUT_S,
             )
     except LocalServerError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    print(f"serving {alias} ({model_path.name}) at {base_url} with {n_threads} thread(s); log: {log_path}")
+    assert server.process is not None  # _launch starts (and so owns) the process
+    print(f"serving {alias} ({model_path.name}) at {server.base_url} with {n_threads} thread(s); log: {server.log_path}")
     print(f"task.yaml: llm: {{models: [{{name: {alias}}}]}}  (other runs attach to this server); Ctrl-C stops it")
     try:
-        code = proc.wait()
+        code = server.process.wait()
     except KeyboardInterrupt:
         print("stopping")
         server.stop()
         return 0
     server.stop()
-    detail = _last_log_line(log_path)
+    detail = _last_log_line(server.log_path)
     print(f"error: server exited with code {code}" + (f": {detail}" if detail else ""), file=sys.stderr)
     return 1
