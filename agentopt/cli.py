@@ -68,13 +68,9 @@ def _one_line_errors(func: F) -> F:
 
 def _inert(text: str) -> str:
     """Candidate/evaluator text shown in the terminal: no escape sequences, no rich markup."""
-    from rich.markup import escape
+    from agentopt.cli_progress import inert
 
-    try:
-        from agentopt.textsafe import strip_control
-    except ImportError:  # pragma: no cover - textsafe is part of the package
-        return escape(text)
-    return escape(strip_control(text))
+    return inert(text)
 
 
 def _version(value: bool) -> None:
@@ -118,15 +114,19 @@ def _pick_run_dir(spec: Any, output: Path | None) -> Path:
     return candidate
 
 
-def _run_with_progress(run: Callable[[Any], Any], quiet: bool) -> Any:
+def _run_with_progress(spec: Any, run_dir: Path, iterations: int | None, quiet: bool) -> Any:
+    """Start or continue the run in ``run_dir`` with a live display; Ctrl-C keeps everything."""
+    import asyncio
+
     from agentopt.cli_progress import RichReporter
+    from agentopt.evolve.api import run_async
 
     reporter = RichReporter(console, enabled=not quiet)
+    reporter.run_dir = run_dir
     try:
-        summary = run(reporter)
+        summary = asyncio.run(run_async(spec, run_dir, iterations=iterations, reporter=reporter))
     except KeyboardInterrupt:
         reporter.close()
-        run_dir = reporter.run_dir or "the run folder"
         err_console.print(
             f"[yellow]interrupted[/]: everything evaluated is kept; continue with `agentopt resume {run_dir}`"
         )
@@ -144,20 +144,10 @@ def evolve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
     """Evolve the task's program and write the best one and a summary to the results folder."""
-    from agentopt.evolve.api import run_async
     from agentopt.task import load_task
 
     spec = load_task(task)
-    run_dir = _pick_run_dir(spec, output)
-
-    def run(reporter: Any) -> Any:
-        import asyncio
-
-        reporter.run_dir = run_dir
-        return asyncio.run(run_async(spec, run_dir, iterations=iterations, reporter=reporter))
-
-    summary = _run_with_progress(run, quiet)
-    _print_summary(summary)
+    _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet))
 
 
 @app.command()
@@ -170,18 +160,9 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue a stopped or finished run where it left off."""
-    from agentopt.evolve.api import run_async
     from agentopt.evolve.controller import load_task_snapshot
 
-    spec = load_task_snapshot(run_dir)
-
-    def run(reporter: Any) -> Any:
-        import asyncio
-
-        reporter.run_dir = run_dir
-        return asyncio.run(run_async(spec, run_dir, iterations=iterations, reporter=reporter))
-
-    _print_summary(_run_with_progress(run, quiet))
+    _print_summary(_run_with_progress(load_task_snapshot(run_dir), run_dir, iterations, quiet))
 
 
 @app.command()
@@ -339,15 +320,13 @@ def import_openevolve(
 def _print_summary(summary: Any) -> None:
     from rich.table import Table
 
-    from agentopt.evolve.summary import summary_markdown
+    from agentopt.evolve.summary import summary_rows
 
     table = Table(title=f"agentopt — {summary.task}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    for line in summary_markdown(summary).splitlines()[4:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 2:
-            table.add_row(cells[0], _inert(cells[1]))
+    for label, value in summary_rows(summary):
+        table.add_row(label, _inert(value))
     console.print(table)
     console.print(f"results: {summary.run_dir}  (best program: {summary.best_program_path})", highlight=False)
 

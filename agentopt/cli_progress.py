@@ -10,7 +10,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
-def _inert(text: str) -> str:
+def inert(text: str) -> str:
+    """Untrusted text (candidate output, evaluator feedback) made safe for the terminal: control
+    and escape sequences stripped, rich markup escaped."""
     from agentopt.textsafe import strip_control
 
     return escape(strip_control(text))
@@ -49,7 +51,7 @@ class RichReporter:
         )
 
     def message(self, text: str) -> None:
-        self.console.print(_inert(text), highlight=False)
+        self.console.print(inert(text), highlight=False)
 
     def update(self, *, iteration: int, program: Any, best: Any, stats: Any) -> None:
         best_score = best.score if best is not None else None

@@ -18,7 +18,7 @@ from agentopt.errors import AgentoptError
 from agentopt.evolve.controller import load_task_snapshot
 from agentopt.evolve.db import Program, ProgramDB
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
-from agentopt.evolve.summary import RunSummary, read_summary, summary_markdown
+from agentopt.evolve.summary import RunSummary, read_summary, summary_rows
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -202,17 +202,15 @@ def build_html(run_dir: Path) -> str:
         programs = list(db.programs(order="iteration"))
         maximize = spec.objective.direction == "maximize"
         best = db.best()
-        summary_rows = ""
+        rows_html = ""
         if summary is not None:
-            for line in summary_markdown(summary).splitlines()[4:]:
-                cells = [c.strip() for c in line.strip("|").split("|")]
-                if len(cells) == 2:
-                    summary_rows += f"<tr><th>{_esc(cells[0])}</th><td>{_esc(cells[1])}</td></tr>"
+            for label, value in summary_rows(summary):
+                rows_html += f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>"
         failures = sum(1 for p in programs if p.error)
         meta_state = db.get_state(META_STATE)
         body = [
             f"<h1>agentopt run: {_esc(spec.display_name)}</h1>",
-            f"<table>{summary_rows}</table>",
+            f"<table>{rows_html}</table>",
             f"<h2>Best score over iterations</h2>{_score_chart(programs, maximize)}",
             f"<p>{len(programs)} programs, {failures} failed.</p>",
             f"<h2>MAP-Elites grid</h2>{_grid_tables(db, spec.search.num_islands, maximize)}",

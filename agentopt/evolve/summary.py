@@ -88,7 +88,8 @@ def _meta_text(summary: RunSummary) -> str | None:
     )
 
 
-def summary_markdown(summary: RunSummary) -> str:
+def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    """(label, value) rows shown by the terminal table, summary.md and the HTML report."""
     rows = [
         ("task", summary.task),
         ("objective", f"{summary.direction} {summary.objective}"),
@@ -109,8 +110,16 @@ def summary_markdown(summary: RunSummary) -> str:
     meta = _meta_text(summary)
     if meta is not None:
         rows.insert(-1, ("meta-prompts", meta))
+    return rows
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def summary_markdown(summary: RunSummary) -> str:
     lines = [f"# agentopt run: {summary.task}", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += [f"| {k} | {_md_cell(v)} |" for k, v in summary_rows(summary)]
     return "\n".join(lines) + "\n"
 
 
