@@ -27,6 +27,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agentopt import __version__
 from agentopt.errors import AgentoptError
+from agentopt.evaluate import evaluate_program
+from agentopt.sandbox.factory import make_sandbox
 from agentopt.task import TaskSpec
 
 Verdict = Literal["pass", "improved", "regression", "failed"]
@@ -145,9 +147,6 @@ def write_baseline(path: Path, spec: TaskSpec, samples: list[float], program: Pa
 
 async def sample_scores(spec: TaskSpec, program: Path, repeats: int) -> tuple[list[float], str | None]:
     """Evaluate ``program`` ``repeats`` times in the task's sandbox. Returns (scores, first error)."""
-    from agentopt.evaluate import evaluate_program
-    from agentopt.sandbox.factory import make_sandbox
-
     sandbox = make_sandbox(spec.sandbox)
     scores: list[float] = []
     try:
@@ -216,7 +215,7 @@ def run_ci(
     started = time.monotonic()
     program = spec.program
     if budget is not None:
-        from agentopt.evolve.api import evolve
+        from agentopt.evolve.api import evolve  # deferred: engine only for --budget
 
         run_dir = output or Path("runs") / f"ci-{spec.display_name}"
         summary = evolve(spec, iterations=budget, output_dir=run_dir)

@@ -144,9 +144,9 @@ def evolve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
     """Evolve the task's program and write the best one and a summary to the results folder."""
-    from agentopt.task import load_task
+    from agentopt.targets import load_any
 
-    spec = load_task(task)
+    spec = load_any(task)
     _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet))
 
 
@@ -169,9 +169,9 @@ def resume(
 @_one_line_errors
 def validate(task: Annotated[Path, typer.Argument(help="task.yaml to check.")]) -> None:
     """Check a task file: schema, paths, EVOLVE-BLOCK markers. Exit 2 with one line on error."""
-    from agentopt.task import load_task
+    from agentopt.targets import load_any
 
-    spec = load_task(task)
+    spec = load_any(task)
     for warning in spec.load_warnings:
         err_console.print(f"[yellow]warning:[/] {_inert(warning)}")
     console.print(
@@ -259,9 +259,9 @@ def ci(
 ) -> None:
     """Gate CI: exit 1 when the program regresses against the baseline (one-line reason)."""
     from agentopt.ci import run_ci
-    from agentopt.task import load_task
+    from agentopt.targets import load_any
 
-    spec = load_task(task)
+    spec = load_any(task)
     code, line = run_ci(
         spec,
         baseline_path=baseline,
@@ -312,7 +312,7 @@ def import_openevolve(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing task.yaml.")] = False,
 ) -> None:
     """Write an equivalent, commented task.yaml beside an OpenEvolve config."""
-    from agentopt.compat.openevolve import run_import_cli
+    from agentopt.targets.openevolve import run_import_cli
 
     raise typer.Exit(run_import_cli(directory, force))
 

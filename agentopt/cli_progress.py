@@ -9,12 +9,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agentopt.textsafe import strip_control
+
 
 def inert(text: str) -> str:
     """Untrusted text (candidate output, evaluator feedback) made safe for the terminal: control
     and escape sequences stripped, rich markup escaped."""
-    from agentopt.textsafe import strip_control
-
     return escape(strip_control(text))
 
 

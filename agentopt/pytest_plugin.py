@@ -16,7 +16,7 @@ import pytest
 
 @pytest.fixture
 def agentopt_score() -> Callable[..., float]:
-    from agentopt.testing import score_program
+    from agentopt.testing import score_program  # deferred: pytest loads this plugin in every session
 
     def score(task: Any, *, program: Any = None, repeats: int = 1) -> float:
         return mean(score_program(task, program=program, repeats=repeats))

@@ -15,10 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentopt.blocks import EVOLVE_END, EVOLVE_START
 from agentopt.errors import TaskError
-
-EVOLVE_START = "EVOLVE-BLOCK-START"
-EVOLVE_END = "EVOLVE-BLOCK-END"
 
 
 class _Strict(BaseModel):
@@ -300,11 +298,12 @@ def _check_program_dir(spec: TaskSpec, task_file: Path) -> None:
             raise TaskError(f"{task_file}: key 'program_files.{i}': file not found: {root / rel}")
 
 
-def load_task(path: str | Path) -> TaskSpec:
-    """Load and validate a task file; raise :class:`TaskError` with one line on any problem.
+def read_task_file(path: str | Path) -> tuple[Path, Any]:
+    """Parse a YAML task file into plain data; raise :class:`TaskError` with one line on any problem.
 
-    OpenEvolve-style ``config.yaml`` files (no ``program`` key, an ``initial_program.py``
-    beside them) are recognised and translated by :mod:`agentopt.compat.openevolve` when present.
+    Shared by :func:`load_task` and :func:`agentopt.targets.load_any`, so every task format
+    reports a missing file or broken YAML the same way. An empty file reads as ``{}`` so the
+    schema (or a translator) can say what is missing.
     """
     task_file = Path(path)
     if not task_file.is_file():
@@ -316,20 +315,23 @@ def load_task(path: str | Path) -> TaskSpec:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise TaskError(f"{task_file}:{where}: invalid YAML: {problem}") from None
-    if data is None:
-        data = {}  # an empty file: let the OpenEvolve translator or the schema say what is missing
-    if isinstance(data, dict) and "program" not in data:
-        from agentopt.trace import evolve_target  # an `agentopt optimize` config: evolve its Params
+    return task_file, ({} if data is None else data)
 
-        if evolve_target.looks_like_optimize_config(task_file, data):
-            return evolve_target.task_from_optimize_config(task_file, data)
-        try:
-            from agentopt.compat import openevolve as oe  # optional translator (issue: migration)
-        except ImportError:
-            oe = None  # type: ignore[assignment]
-        if oe is not None and oe.looks_like_openevolve(task_file, data):
-            return oe.task_from_openevolve(task_file, data)
-    return task_from_dict(data, task_file)
+
+def load_task(path: str | Path) -> TaskSpec:
+    """Load and validate a native agentopt task.yaml; raise :class:`TaskError` with one line on any problem.
+
+    Other formats (an OpenEvolve ``config.yaml``, an ``agentopt optimize`` config) are
+    translated by :func:`agentopt.targets.load_any`, which is what the CLI and
+    :func:`agentopt.evolve.api.evolve` call; this module stays at the bottom of the import graph.
+    """
+    task_file, data = read_task_file(path)
+    try:
+        return task_from_dict(data, task_file)
+    except TaskError as err:
+        if isinstance(data, dict) and "program" not in data:
+            raise TaskError(f"{err} (OpenEvolve and `agentopt optimize` configs load with agentopt.targets.load_any)") from None
+        raise
 
 
 def json_schema() -> str:

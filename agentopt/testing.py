@@ -16,14 +16,14 @@ import asyncio
 from pathlib import Path
 from statistics import mean
 
-from agentopt.task import TaskSpec, load_task
+from agentopt.ci import sample_scores
+from agentopt.targets import load_any
+from agentopt.task import TaskSpec
 
 
 def score_program(task: TaskSpec | str | Path, *, program: str | Path | None = None, repeats: int = 1) -> list[float]:
     """Evaluate the task's program (or ``program``) ``repeats`` times; raise AssertionError on failure."""
-    from agentopt.ci import sample_scores
-
-    spec = task if isinstance(task, TaskSpec) else load_task(task)
+    spec = task if isinstance(task, TaskSpec) else load_any(task)
     path = Path(program) if program is not None else spec.program
     scores, error = asyncio.run(sample_scores(spec, path, repeats))
     if error is not None:

@@ -41,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 from agentopt.errors import AgentoptError  # noqa: E402
 from agentopt.evaluate import evaluate_program  # noqa: E402
 from agentopt.evolve.diff import DiffParseError, apply_reply, find_code_fences, parse_diffs  # noqa: E402
+from agentopt.evolve.grammar import local_request_kwargs  # noqa: E402
 from agentopt.evolve.prompts import PromptProgram, build_messages, language_from_path  # noqa: E402
 from agentopt.llm.client import LLMClient  # noqa: E402
-from agentopt.llm.local_server import ensure_local_server, local_request_kwargs  # noqa: E402
+from agentopt.llm.local_server import ensure_local_server  # noqa: E402
 from agentopt.sandbox.local import LocalSandbox  # noqa: E402
 from agentopt.task import LLMSpec, ModelSpec, TaskSpec, load_task  # noqa: E402
 

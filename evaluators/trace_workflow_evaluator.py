@@ -14,9 +14,9 @@ MANIFEST_NAME = "_agentopt_trace_target.json"
 
 
 def evaluate(program_path: str) -> dict:
-    """Score the Param assignment in ``program_path`` (see agentopt.trace.evolve_guest)."""
+    """Score the Param assignment in ``program_path`` (see agentopt.targets.trace_guest)."""
     try:
-        from agentopt.trace.evolve_guest import evaluate_candidate
+        from agentopt.targets.trace_guest import evaluate_candidate
     except ImportError as exc:
         raise RuntimeError(
             f"agentopt is not importable in this sandbox ({exc}); evolving a traced workflow needs "

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from agentopt.blocks import BlockError, find_blocks, outside_blocks_unchanged, replace_block_texts
 from agentopt.errors import AgentoptError
-from agentopt.evolve.blocks import BlockError, find_blocks, outside_blocks_unchanged, replace_block_texts
 from agentopt.evolve.diff import (
     DiffApplyError,
     DiffParseError,

@@ -21,14 +21,13 @@ import pytest
 
 from agentopt.errors import AgentoptError
 from agentopt.evolve.diff import apply_diffs, parse_diffs
+from agentopt.evolve.grammar import local_request_kwargs, search_replace_grammar
 from agentopt.llm.local_server import (
     LocalServerError,
     ensure_local_server,
     is_local_model,
-    local_request_kwargs,
     resolve_local_models,
     resolve_model_file,
-    search_replace_grammar,
     wants_compact_prompt,
 )
 from agentopt.task import LLMSpec, ModelSpec

@@ -20,7 +20,15 @@ from typing import Any
 import pytest
 import yaml
 
-from agentopt.compat.openevolve import (
+from agentopt.errors import AgentoptError, SandboxError, TaskError
+from agentopt.sandbox.requirements import (
+    format_missing,
+    missing_requirements,
+    parse_requirement,
+    read_requirements_file,
+)
+from agentopt.targets import load_any
+from agentopt.targets.openevolve import (
     _PLAIN,
     litellm_model_name,
     looks_like_openevolve,
@@ -29,14 +37,7 @@ from agentopt.compat.openevolve import (
     translate,
     write_task_yaml,
 )
-from agentopt.errors import AgentoptError, SandboxError, TaskError
-from agentopt.sandbox.requirements import (
-    format_missing,
-    missing_requirements,
-    parse_requirement,
-    read_requirements_file,
-)
-from agentopt.task import TaskSpec, load_task
+from agentopt.task import TaskSpec
 
 try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
     from tests.llm_server import ScriptedOpenAIServer
@@ -80,7 +81,7 @@ def minimal(tmp_path: Path, config: dict[str, Any], evaluator: str | None = None
 def test_every_mapped_key_reaches_the_taskspec() -> None:
     config_path = FIXTURES / "openevolve_full" / "config.yaml"
     config = yaml.safe_load(config_path.read_text())
-    spec = load_task(config_path)  # load_task recognises an OpenEvolve config by itself
+    spec = load_any(config_path)  # load_any recognises an OpenEvolve config by itself
     dumped = spec.model_dump()
     for oe_key, (ao_key, _) in _PLAIN.items():  # the fixture sets every one of them
         assert dotted(dumped, ao_key) == dotted(config, oe_key), oe_key
@@ -100,7 +101,7 @@ def test_every_mapped_key_reaches_the_taskspec() -> None:
 
 
 def test_unsupported_and_unknown_keys_warn_once_each_and_never_echo_values() -> None:
-    spec = load_task(FIXTURES / "openevolve_full" / "config.yaml")
+    spec = load_any(FIXTURES / "openevolve_full" / "config.yaml")
     keys = [w.split("'")[1] for w in spec.load_warnings]
     assert sorted(keys) == sorted([
         "llm.api_key", "checkpoint_interval", "log_level", "convergence_threshold", "llm.top_p",
@@ -130,9 +131,9 @@ def test_absent_keys_take_openevolve_defaults(tmp_path: Path) -> None:
 
 def test_cascade_without_stage_functions_is_plain_evaluate_like_openevolve(tmp_path: Path) -> None:
     cfg = minimal(tmp_path, {"evaluator": {"cascade_evaluation": True, "cascade_thresholds": [0.3]}})
-    spec = load_task(cfg)
+    spec = load_any(cfg)
     assert spec.cascade.enabled is False and spec.load_warnings == []
-    spec = load_task(folder(tmp_path, "openevolve_cascade") / "config.yaml")
+    spec = load_any(folder(tmp_path, "openevolve_cascade") / "config.yaml")
     assert spec.cascade.enabled is True and spec.cascade.thresholds == [0.1, 0.8]
 
 
@@ -142,7 +143,7 @@ def test_primary_secondary_models_top_level_api_base_and_env_keys(tmp_path: Path
         "llm": {"primary_model": "llama3", "primary_model_weight": 0.7, "secondary_model": "qwen",
                 "api_key": "${LOCAL_KEY}", "temperature": 0.2},
     })  # fmt: skip
-    spec = load_task(cfg)
+    spec = load_any(cfg)
     assert [(m.name, m.weight, m.api_base, m.api_key_env) for m in spec.llm.models] == [
         ("openai/llama3", 0.7, "http://localhost:8000/v1", "LOCAL_KEY"),
         ("openai/qwen", 0.2, "http://localhost:8000/v1", "LOCAL_KEY"),  # OpenEvolve's secondary default 0.2
@@ -154,7 +155,7 @@ def test_primary_secondary_models_top_level_api_base_and_env_keys(tmp_path: Path
 def test_per_model_settings_are_lifted_when_all_models_agree(tmp_path: Path) -> None:
     cfg = minimal(tmp_path, {"llm": {"models": [{"name": "a", "temperature": 0.4, "max_tokens": 999},
                                                 {"name": "b", "temperature": 0.4}]}})
-    spec = load_task(cfg)
+    spec = load_any(cfg)
     assert spec.llm.temperature == 0.4
     assert [w.split("'")[1] for w in spec.load_warnings] == ["llm.models.0.max_tokens"]
 
@@ -173,7 +174,7 @@ def test_per_model_settings_are_lifted_when_all_models_agree(tmp_path: Path) -> 
 def test_keys_that_would_change_results_are_refused(tmp_path: Path, config: dict, key: str) -> None:
     cfg = minimal(tmp_path, config)
     with pytest.raises(TaskError) as err:
-        load_task(cfg)
+        load_any(cfg)
     message = str(err.value)
     assert f"key '{key}'" in message and "\n" not in message and str(cfg) in message
 
@@ -181,25 +182,25 @@ def test_keys_that_would_change_results_are_refused(tmp_path: Path, config: dict
 def test_invalid_values_are_reported_by_their_openevolve_key(tmp_path: Path) -> None:
     cfg = minimal(tmp_path, {"database": {"num_islands": 0}})
     with pytest.raises(TaskError, match=r"key 'database.num_islands' \(agentopt 'search.num_islands'\)"):
-        load_task(cfg)
+        load_any(cfg)
     cfg = minimal(tmp_path / "b", {"llm": {"models": [{"weight": 1.0}]}})
     with pytest.raises(TaskError, match="llm.models.0.name"):
-        load_task(cfg)
+        load_any(cfg)
 
 
 def test_folder_problems_are_one_line_errors(tmp_path: Path) -> None:
     dest = folder(tmp_path, "openevolve_dict")
     (dest / "evaluator.py").unlink()
     with pytest.raises(TaskError, match="no evaluator.py"):
-        load_task(dest / "config.yaml")
+        load_any(dest / "config.yaml")
     dest = folder(tmp_path / "two", "openevolve_dict")
     (dest / "initial_program.js").write_text("// EVOLVE-BLOCK-START\n// EVOLVE-BLOCK-END\n")
-    assert load_task(dest / "config.yaml").program.name == "initial_program.py"  # .py wins, like OpenEvolve
+    assert load_any(dest / "config.yaml").program.name == "initial_program.py"  # .py wins, like OpenEvolve
     (dest / "initial_program.py").unlink()
-    assert load_task(dest / "config.yaml").program.name == "initial_program.js"  # the single one
+    assert load_any(dest / "config.yaml").program.name == "initial_program.js"  # the single one
     (dest / "initial_program.rs").write_text("fn main() {}\n")
     with pytest.raises(TaskError, match="several initial programs"):
-        load_task(dest / "config.yaml")
+        load_any(dest / "config.yaml")
 
 
 def test_detection_does_not_hijack_agentopt_task_files(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_detection_does_not_hijack_agentopt_task_files(tmp_path: Path) -> None:
     assert not looks_like_openevolve(lone, {"evaluator": "evaluator.py"})
     assert not looks_like_openevolve(oe, {"search": {"iterations": 3}, "evaluator": "e.py"})
     with pytest.raises(TaskError, match="missing required key 'program'"):
-        load_task(lone)  # an agentopt task with a typo keeps agentopt's own error
+        load_any(lone)  # an agentopt task with a typo keeps agentopt's own error
 
 
 def test_sibling_files_travel_but_outputs_do_not(tmp_path: Path) -> None:
@@ -223,7 +224,7 @@ def test_sibling_files_travel_but_outputs_do_not(tmp_path: Path) -> None:
     (dest / "helpers").mkdir()
     (dest / "helpers" / "util.py").write_text("K = 1\n")
     (dest / "__pycache__").mkdir()
-    spec = load_task(dest / "config.yaml")
+    spec = load_any(dest / "config.yaml")
     assert sorted(p.name for p in spec.extra_files) == ["data.csv", "helpers"]
 
 
@@ -235,8 +236,8 @@ def test_import_writes_an_equivalent_commented_task_yaml(tmp_path: Path) -> None
     out = write_task_yaml(dest)
     assert out == dest / "task.yaml"
     text = out.read_text()
-    from_yaml = load_task(out).model_dump(exclude={"task_file", "load_warnings"})
-    from_config = load_task(dest / "config.yaml").model_dump(exclude={"task_file", "load_warnings"})
+    from_yaml = load_any(out).model_dump(exclude={"task_file", "load_warnings"})
+    from_config = load_any(dest / "config.yaml").model_dump(exclude={"task_file", "load_warnings"})
     assert from_yaml == from_config
     assert "num_islands: 3  # from OpenEvolve 'database.num_islands'" in text
     assert "#   database.log_prompts: agentopt always records prompts" in text
@@ -282,7 +283,7 @@ def test_missing_requirements_checks_names_versions_and_markers() -> None:
     assert missing_requirements(["numpy<1.0", "NumPy>=1", "py_yaml_not_there", "pyyaml"]) == [
         "numpy<1.0", "py_yaml_not_there"]  # fmt: skip
     assert missing_requirements([]) == []
-    spec = load_task(FIXTURES / "openevolve_missing_req" / "config.yaml")
+    spec = load_any(FIXTURES / "openevolve_missing_req" / "config.yaml")
     assert spec.sandbox.requirements == reqs
 
 
@@ -366,7 +367,7 @@ def test_offline_run_with_cascade_stages(tmp_path: Path) -> None:
 
 def test_offline_run_with_numpy_evaluator_and_requirements(tmp_path: Path) -> None:
     dest = folder(tmp_path, "openevolve_numpy")
-    spec = load_task(dest / "config.yaml")
+    spec = load_any(dest / "config.yaml")
     assert spec.sandbox.requirements == ["numpy>=1.20"] and missing_requirements(spec.sandbox.requirements) == []
     summary = _evolve(dest / "config.yaml", tmp_path / "run")
     assert summary.initial_score == pytest.approx(1 / 5)
@@ -430,7 +431,7 @@ def llm_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMRun]:
         # A weight-0 model with a literal key: never sampled, key never copied.
         config["llm"]["models"].append({"name": "other", "weight": 0, "api_key": LITERAL_KEY})
         write_config(dest, config)
-        spec = load_task(dest / "config.yaml")
+        spec = load_any(dest / "config.yaml")
         summary = _evolve(dest / "config.yaml", tmp_path / "run")
         yield LLMRun(summary, srv.requests, spec, tmp_path / "run")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentopt.evolve.blocks import find_blocks
+from agentopt.blocks import find_blocks
 from agentopt.evolve.symbolic import SymbolicMutationError, SymbolicMutator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from agentopt.cli import app
 from agentopt.errors import TaskError
 from agentopt.evolve.api import evolve, resume
-from agentopt.task import load_task
-from agentopt.trace.evolve_guest import MANIFEST_NAME, evaluate_candidate
-from agentopt.trace.param_blocks import BlockSpec, CandidateFormatError, parse_candidate, render_candidate
+from agentopt.targets import load_any
+from agentopt.targets.param_blocks import BlockSpec, CandidateFormatError, parse_candidate, render_candidate
+from agentopt.targets.trace_guest import MANIFEST_NAME, evaluate_candidate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_hyperparam_workflow_evolves_offline_with_symbolic_mutator(tmp_path: Pat
     assert "# EVOLVE-BLOCK-START learning_rate\nlearning_rate = 0.0001\n" in candidate.read_text()
     best = Path(summary.best_program_path).read_text()
     assert best != candidate.read_text()
-    assert load_task(config).program == candidate  # reloading regenerates the same files
+    assert load_any(config).program == candidate  # reloading regenerates the same files
     resumed = resume(tmp_path / "run", iterations=4)  # the generated files survive for resume
     assert resumed.iterations == 4 and resumed.evaluations == 1 and resumed.failures == 0
 
@@ -88,7 +88,7 @@ def test_code_param_is_fixed_by_llm_diff_and_prompt_gets_graph_feedback(tmp_path
 
 def _guest_files(tmp_path: Path) -> tuple[Path, Path]:
     """The hyperparam task's sandbox inputs, laid out as the sandbox does (flat, one folder)."""
-    spec = load_task(_hyperparam(tmp_path))
+    spec = load_any(_hyperparam(tmp_path))
     files = tmp_path / "files"
     files.mkdir()
     for p in spec.extra_files:
@@ -140,11 +140,11 @@ def _prompt_opt(tmp_path: Path, evolve_section: str, llm: str) -> Path:
 def test_workflow_llm_calls_need_network_opt_in_and_never_get_keys(tmp_path: Path) -> None:
     keyed = "{models: [{name: openai/gpt-4o-mini, api_key_env: OPENAI_API_KEY}]}"
     with pytest.raises(TaskError, match=r"evolve\.sandbox\.network: true"):
-        load_task(_prompt_opt(tmp_path / "a", "", keyed))
+        load_any(_prompt_opt(tmp_path / "a", "", keyed))
     with pytest.raises(TaskError, match="needs OPENAI_API_KEY, but API keys are never passed into the sandbox"):
-        load_task(_prompt_opt(tmp_path / "b", "evolve: {sandbox: {network: true}}\n", keyed))
+        load_any(_prompt_opt(tmp_path / "b", "evolve: {sandbox: {network: true}}\n", keyed))
     with pytest.raises(TaskError, match=r"key 'evolve\.sandbox\.netwrk'"):
-        load_task(_prompt_opt(tmp_path / "c", "evolve: {sandbox: {netwrk: true}}\n", keyed))
+        load_any(_prompt_opt(tmp_path / "c", "evolve: {sandbox: {netwrk: true}}\n", keyed))
     result = CliRunner().invoke(app, ["validate", str(_prompt_opt(tmp_path / "d", "", keyed))])
     assert result.exit_code == 2 and "evolve.sandbox.network" in result.output and "Traceback" not in result.output
 
@@ -156,7 +156,7 @@ def test_workflow_llm_runs_inside_sandbox_when_opted_in(tmp_path: Path, scripted
         f"  workflow_llm: {{models: [{{name: openai/scripted, api_base: '{workflow_model.base_url}'}}]}}\n"
     )
     config = _prompt_opt(tmp_path, section, "{models: []}")
-    spec = load_task(config)
+    spec = load_any(config)
     assert spec.sandbox.network and spec.sandbox.env == {}
     summary = evolve(spec, iterations=0, output_dir=tmp_path / "run")
     assert summary.failures == 0

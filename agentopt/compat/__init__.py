@@ -1,16 +1,18 @@
-"""Run tasks written for other optimizers without editing them.
+"""Deprecated: the OpenEvolve translation moved to :mod:`agentopt.targets.openevolve` (gone in agentopt 0.2)."""
 
-:mod:`agentopt.compat.openevolve` translates an OpenEvolve task folder (``config.yaml``,
-``initial_program.py``, ``evaluator.py``) into a :class:`agentopt.task.TaskSpec`. The guest
-side (``from openevolve.evaluation_result import EvaluationResult`` inside the sandbox) is
-answered by the stdlib-only shim in ``evaluators/openevolve``.
-"""
+import warnings
 
-from agentopt.compat.openevolve import (
+from agentopt.targets.openevolve import (
     looks_like_openevolve,
     run_import_cli,
     task_from_openevolve,
     write_task_yaml,
+)
+
+warnings.warn(
+    "agentopt.compat moved to agentopt.targets.openevolve; the old import path goes away in agentopt 0.2",
+    DeprecationWarning,
+    stacklevel=2,
 )
 
 __all__ = ["looks_like_openevolve", "run_import_cli", "task_from_openevolve", "write_task_yaml"]

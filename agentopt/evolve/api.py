@@ -11,23 +11,30 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from agentopt.errors import AgentoptError
+from agentopt.errors import AgentoptError, SandboxError
 from agentopt.evolve.controller import (
     EvolutionController,
+    NullReporter,
     Reporter,
     load_task_snapshot,
     save_task_snapshot,
 )
+from agentopt.evolve.proposers import LLMProposer, SymbolicProposer
 from agentopt.evolve.summary import RunSummary
-from agentopt.task import TaskSpec, load_task
+from agentopt.llm.budget import BudgetLedger
+from agentopt.llm.cache import RequestCache
+from agentopt.llm.client import LLMClient
+from agentopt.llm.local_server import LocalServerError, resolve_local_models
+from agentopt.sandbox.factory import make_sandbox
+from agentopt.sandbox.requirements import format_missing, missing_requirements
+from agentopt.targets import load_any
+from agentopt.task import TaskSpec
 
 log = logging.getLogger(__name__)
 
 
 async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> Any:
     """LLM proposer when a model is configured and answers; else the symbolic mutator."""
-    from agentopt.evolve.proposers import LLMProposer, SymbolicProposer
-
     mode = spec.search.mutator
     if mode == "symbolic":
         return SymbolicProposer(spec)
@@ -36,10 +43,6 @@ async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> A
             raise AgentoptError("search.mutator is 'llm' but no llm.models are configured")
         reporter.message("no LLM model configured: evolving with the built-in symbolic mutator")
         return SymbolicProposer(spec)
-    from agentopt.llm.budget import BudgetLedger
-    from agentopt.llm.cache import RequestCache
-    from agentopt.llm.client import LLMClient
-    from agentopt.llm.local_server import LocalServerError, resolve_local_models
 
     try:  # `local/<name>` models: start or attach a llama.cpp server and fill in its api_base
         spec = spec.model_copy(update={"llm": await asyncio.to_thread(resolve_local_models, spec.llm)})
@@ -68,8 +71,6 @@ def _check_requirements(spec: TaskSpec) -> None:
     """Say exactly which evaluator packages are missing before the first evaluation, not after."""
     if not spec.sandbox.requirements or spec.sandbox.kind != "local":
         return  # docker images carry their own packages; ray workers check on their node
-    from agentopt.errors import SandboxError
-    from agentopt.sandbox.requirements import format_missing, missing_requirements
 
     missing = missing_requirements(spec.sandbox.requirements)
     if missing:
@@ -78,8 +79,6 @@ def _check_requirements(spec: TaskSpec) -> None:
 
 
 def _make_sandbox(spec: TaskSpec) -> Any:
-    from agentopt.sandbox.factory import make_sandbox
-
     return make_sandbox(spec.sandbox)
 
 
@@ -91,8 +90,6 @@ async def run_async(
     reporter: Reporter | None = None,
 ) -> RunSummary:
     """Start or continue the run in ``run_dir`` (continuing is what resume means)."""
-    from agentopt.evolve.controller import NullReporter
-
     reporter = reporter or NullReporter()
     save_task_snapshot(spec, run_dir)
     for warning in spec.load_warnings:
@@ -125,7 +122,7 @@ def evolve(
     ``iterations`` overrides ``search.iterations``; ``output_dir`` overrides the task's.
     Running again with the same output dir continues the stored run.
     """
-    spec = task if isinstance(task, TaskSpec) else load_task(task)
+    spec = task if isinstance(task, TaskSpec) else load_any(task)
     run_dir = Path(output_dir) if output_dir is not None else spec.resolved_output_dir()
     if quiet:
         logging.getLogger("agentopt").setLevel(logging.WARNING)

@@ -48,9 +48,9 @@ from agentopt.evolve.features import (
     ReferenceSet,
     bins_for,
     code_profile,
-    fast_code_distance,
     raw_features,
 )
+from agentopt.evolve.hashing import code_distance
 from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key
 from agentopt.task import Objective, SearchSpec
 
@@ -180,15 +180,6 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value
-
-
-def _load_distance() -> Any:
-    """``hashing.code_distance`` when that module is installed, else the built-in measure."""
-    try:
-        from agentopt.evolve.hashing import code_distance
-    except ImportError:
-        return fast_code_distance
-    return code_distance
 
 
 _P = ParamSpec("_P")
@@ -694,7 +685,7 @@ class ProgramDB:
             if seq not in candidates and records[seq].key is not None:
                 candidates.append(seq)
         if self._distance is None:
-            self._distance = _load_distance()
+            self._distance = code_distance
         return any(self._distance(code, self._code(seq)) <= threshold for seq in candidates)
 
     # ------------------------------------------------------------------ closing

@@ -24,8 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agentopt.errors import AgentoptError
-from agentopt.evolve.blocks import (
+from agentopt.blocks import (
     Block,
     BlockError,
     find_blocks,
@@ -34,6 +33,7 @@ from agentopt.evolve.blocks import (
     replace_block_texts,
     skeleton,
 )
+from agentopt.errors import AgentoptError
 
 __all__ = [
     "DiffApplyError",

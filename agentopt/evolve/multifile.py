@@ -11,7 +11,7 @@ EVOLVE-BLOCKs when it has any. Files are never added or removed by a reply.
 
 from __future__ import annotations
 
-from agentopt.evolve.blocks import BlockError, find_blocks
+from agentopt.blocks import BlockError, find_blocks
 from agentopt.evolve.bundle import BundleError, pack, unpack
 from agentopt.evolve.diff import (
     DiffApplyError,

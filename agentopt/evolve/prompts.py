@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from agentopt.evolve.blocks import Block, BlockError, find_blocks
+from agentopt.blocks import Block, BlockError, find_blocks
 from agentopt.evolve.bundle import BundleError, is_bundle, unpack
 from agentopt.textsafe import fence, strip_control, truncate_middle
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from agentopt.evolve.bundle import is_bundle, write_bundle
+
 if TYPE_CHECKING:
     from agentopt.evolve.db import ProgramDB
     from agentopt.task import TaskSpec
@@ -128,8 +130,6 @@ def write_outputs(run_dir: Path, db: ProgramDB, summary: RunSummary, spec: TaskS
     run_dir.mkdir(parents=True, exist_ok=True)
     best = db.best()
     if best is not None and summary.best_program_path:
-        from agentopt.evolve.bundle import is_bundle, write_bundle
-
         target = Path(summary.best_program_path)
         if is_bundle(best.code):  # a multi-file candidate: a directory of its files
             if target.is_dir():

@@ -10,9 +10,9 @@ change a comparison.
 Design rules, and why:
 
 * Only text strictly between ``# EVOLVE-BLOCK-START`` / ``# EVOLVE-BLOCK-END`` lines
-  (found by :func:`agentopt.evolve.blocks.find_blocks`) is edited, so the harness code
+  (found by :func:`agentopt.blocks.find_blocks`) is edited, so the harness code
   around the blocks stays byte-identical (the evaluator relies on it). A program without
-  markers is evolvable as a whole, the convention of :mod:`agentopt.evolve.blocks`.
+  markers is evolvable as a whole, the convention of :mod:`agentopt.blocks`.
 * Edits are made on the *source text* at token positions (``tokenize``), never by
   ``ast.unparse``: the stored diff of a child against its parent is then one or two tokens,
   readable in reports and reusable as an LLM "inspiration".
@@ -35,7 +35,7 @@ import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentopt.evolve.blocks import BlockError, find_blocks
+from agentopt.blocks import BlockError, find_blocks
 
 __all__ = ["SymbolicMutationError", "SymbolicMutator"]
 

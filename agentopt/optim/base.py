@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agentopt.errors import AgentoptError
+from agentopt.llm.client import LLMClient
 from agentopt.optim._sync import run_sync
+from agentopt.task import LLMSpec
 from agentopt.trace.backward import ParamFeedback, Propagation
 from agentopt.trace.module import Module
 from agentopt.trace.nodes import Param
@@ -72,9 +74,6 @@ def name_params(params: ParamsLike) -> dict[str, Param]:
 
 def make_client(llm: LLMClient | LLMSpec | None, ledger: BudgetLedger | None, who: str) -> LLMClient:
     """Accept a ready client or an :class:`LLMSpec`; without any model, say so in one line."""
-    from agentopt.llm.client import LLMClient
-    from agentopt.task import LLMSpec
-
     if isinstance(llm, LLMClient):
         return llm
     if isinstance(llm, LLMSpec):

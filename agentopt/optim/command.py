@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agentopt.errors import AgentoptError
+from agentopt.optim.config import load_config
+from agentopt.optim.runner import optimize
 
 
 def run_optimize_cli(config_path: Path, *, iterations: int | None, output: Path | None) -> int:
@@ -16,9 +18,6 @@ def run_optimize_cli(config_path: Path, *, iterations: int | None, output: Path 
     User errors (bad config, no model, unreachable model) print ``error: <one line>`` and
     return the error's exit code (2) instead of raising.
     """
-    from agentopt.optim.config import load_config
-    from agentopt.optim.runner import optimize
-
     console = Console(stderr=True)
     try:
         cfg = load_config(config_path)

@@ -54,7 +54,7 @@ class OptimizeConfig(_Strict):
     evolve: dict[str, Any] | None = Field(
         None,
         description="Settings read only by `agentopt evolve CONFIG` (sandbox, search, extra_files, ...); "
-        "validated by agentopt.trace.evolve_target, ignored by `agentopt optimize`.",
+        "validated by agentopt.targets.trace_workflow, ignored by `agentopt optimize`.",
     )
     config_file: Path | None = Field(None, exclude=True)
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agentopt.llm.budget import BudgetLedger
+from agentopt.llm.client import LLMClient
 from agentopt.optim._sync import run_sync
 from agentopt.optim.base import Optimizer, OptimizerError, StepResult
 from agentopt.optim.config import ConfigError, OptimizeConfig
@@ -73,7 +75,6 @@ def _client(cfg: OptimizeConfig, ledger: BudgetLedger) -> LLMClient | None:
                 "(add llm.models to the config; the 'numeric' optimizer runs offline)"
             )
         return None
-    from agentopt.llm.client import LLMClient
 
     client = LLMClient(cfg.llm, ledger=ledger)
     if cfg.optimizer.kind in LLM_KINDS:
@@ -87,8 +88,6 @@ class _Loop:
     """State of one run: workflow, Module, data, optimizer, best-so-far."""
 
     def __init__(self, cfg: OptimizeConfig, console: Console) -> None:
-        from agentopt.llm.budget import BudgetLedger
-
         self.cfg = cfg
         self.console = console
         self.rng = random.Random(cfg.seed)

@@ -53,6 +53,7 @@ from agentopt.errors import SandboxError
 from agentopt.paths import evaluator_lib_dir, runner_path
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
 from agentopt.sandbox.protocol import build_job_payload, job_result, new_nonce
+from agentopt.sandbox.requirements import format_missing, missing_requirements
 
 log = logging.getLogger(__name__)
 
@@ -678,8 +679,6 @@ class DockerSandbox(Sandbox):
         The probe of :mod:`agentopt.sandbox.requirements` runs in a throwaway container of the
         image, through a tiny host-side launcher that stands in for the guest interpreter.
         """
-        from agentopt.sandbox.requirements import format_missing, missing_requirements
-
         key = tuple(sorted(requirements))
         if not key:
             return

@@ -45,7 +45,7 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
     """
     wants_gpu = spec.gpus is not None and spec.gpus != 0 and spec.gpus != []
     if spec.kind == "local":
-        from agentopt.sandbox.local import LocalSandbox
+        from agentopt.sandbox.local import LocalSandbox  # deferred: load only the backend asked for
 
         if wants_gpu:
             problem = local_gpu_problem()
@@ -53,8 +53,8 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
                 raise SandboxError(f"sandbox.gpus={_gpus_text(spec.gpus)}: {problem}; remove 'gpus' or run on a GPU host")
         return LocalSandbox()
     if spec.kind == "docker":
-        from agentopt.sandbox.docker_backend import DockerSandbox
-        from agentopt.sandbox.images import default_tag
+        from agentopt.sandbox.docker_backend import DockerSandbox  # deferred: load only the backend asked for
+        from agentopt.sandbox.images import default_tag  # deferred: docker only
 
         image = spec.image or default_tag("cuda" if wants_gpu else "cpu")
         warm = int(getattr(spec, "warm_workers", 0) or 0)
@@ -62,7 +62,7 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
         sandbox.check(gpus=spec.gpus if wants_gpu else None)
         return sandbox
     if spec.kind == "ray":
-        from agentopt.sandbox.ray_backend import RaySandbox
+        from agentopt.sandbox.ray_backend import RaySandbox  # deferred: load only the backend asked for
 
         return RaySandbox(address=spec.ray_address)
     raise SandboxError(f"unknown sandbox.kind {spec.kind!r}: use local, docker or ray")

@@ -24,6 +24,8 @@ from typing import Any
 
 from agentopt.errors import AgentoptError, SandboxError
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
+from agentopt.sandbox.isolation import detect
+from agentopt.sandbox.local import LocalSandbox
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,6 @@ def pack_inputs(job: SandboxJob) -> bytes:
 
 def run_bundle(bundle: bytes, job_json: str, local_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Body of the Ray task (also callable directly): unpack, run LocalSandbox, return JobResult fields."""
-    from agentopt.sandbox.local import LocalSandbox
-
     job = SandboxJob.model_validate_json(job_json)
     try:
         import ray
@@ -131,9 +131,7 @@ def run_bundle(bundle: bytes, job_json: str, local_kwargs: dict[str, Any]) -> di
 
 
 def _warm_worker() -> bool:
-    from agentopt.sandbox.isolation import detect
-    from agentopt.sandbox.local import LocalSandbox  # noqa: F401 - the import is the warm-up
-
+    """Ray task used to warm a worker: unpickling it imports this module (and LocalSandbox)."""
     detect()
     return True
 
@@ -201,8 +199,6 @@ class RaySandbox(Sandbox):
             ray.get([probe.remote() for _ in range(min(cpus, 8))], timeout=120)
 
     def available_isolation(self) -> list[str]:
-        from agentopt.sandbox.isolation import detect
-
         return [*detect().layers(), "ray_task"]  # what the driver's node offers; others may differ
 
     async def run(self, job: SandboxJob) -> JobResult:

@@ -15,6 +15,7 @@ from agentopt.trace.errors import InvalidValue, TraceError
 from agentopt.trace.feedback import Feedback
 from agentopt.trace.graph import minimal_subgraphs
 from agentopt.trace.nodes import Node, Param
+from agentopt.trace.render import render_text
 
 
 @dataclass(eq=False)
@@ -37,8 +38,6 @@ class Propagation:
     def render(self, params: list[Param] | None = None, *, budget_tokens: int = 2000,
                names: dict[Param, str] | None = None) -> str:
         """Compact text of the (merged) subgraph with the feedback; see :func:`render_text`."""
-        from agentopt.trace.render import render_text
-
         return render_text(self.union(params), self.output, self.feedback, budget_tokens=budget_tokens, names=names)
 
 
