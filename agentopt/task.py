@@ -19,11 +19,14 @@ from agentopt.blocks import EVOLVE_END, EVOLVE_START
 from agentopt.errors import TaskError
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Base of every user-written config model (task.yaml, optimize configs): a typo in a key
+    fails loudly instead of silently using a default, and assignments are validated too."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class Objective(_Strict):
+class Objective(StrictModel):
     """Which evaluator metric to optimize, and in which direction."""
 
     metric: str = Field("score", description="Key of the evaluator's returned dict to optimize.")
@@ -34,7 +37,7 @@ class Objective(_Strict):
         return a > b if self.direction == "maximize" else a < b
 
 
-class SandboxSpec(_Strict):
+class SandboxSpec(StrictModel):
     kind: Literal["local", "docker", "ray"] = "local"
     timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit per evaluation (whole process tree).")
     memory_mb: int = Field(2048, gt=16, description="Address-space / container memory cap.")
@@ -49,7 +52,7 @@ class SandboxSpec(_Strict):
     requirements: list[str] = Field(default_factory=list, description="Python packages the evaluator needs.")
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     name: str = Field(..., description="litellm model name, e.g. 'openai/gpt-4o-mini' or 'local/smollm2'.")
     weight: float = Field(1.0, gt=0)
     api_base: str | None = None
@@ -58,7 +61,7 @@ class ModelSpec(_Strict):
     )
 
 
-class LLMSpec(_Strict):
+class LLMSpec(StrictModel):
     models: list[ModelSpec] = Field(default_factory=list)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(4096, gt=0)
@@ -92,7 +95,7 @@ class LLMSpec(_Strict):
         return data
 
 
-class BudgetSpec(_Strict):
+class BudgetSpec(StrictModel):
     max_evaluations: int | None = Field(None, gt=0)
     max_usd: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, gt=0)
@@ -100,7 +103,7 @@ class BudgetSpec(_Strict):
     patience: int | None = Field(None, gt=0, description="Stop after this many iterations without improvement.")
 
 
-class SearchSpec(_Strict):
+class SearchSpec(StrictModel):
     iterations: int = Field(100, ge=0)
     seed: int = 0
     mode: Literal["diff", "rewrite"] = Field("diff", description="SEARCH/REPLACE diffs or full rewrites.")
@@ -133,7 +136,7 @@ class SearchSpec(_Strict):
     )
 
 
-class CascadeSpec(_Strict):
+class CascadeSpec(StrictModel):
     enabled: bool = False
     thresholds: list[float] = Field(default_factory=list, description="Score needed after stage i to run stage i+1.")
     final_evaluate: bool = Field(
@@ -141,7 +144,7 @@ class CascadeSpec(_Strict):
     )
 
 
-class TaskSpec(_Strict):
+class TaskSpec(StrictModel):
     """A whole task: what to evolve, how to score it, with which models and limits."""
 
     name: str | None = None

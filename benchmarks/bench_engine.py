@@ -184,7 +184,7 @@ async def run_engine(spec: TaskSpec, run_dir: Path, sandbox: Any, iterations: in
         raise SystemExit("the scripted LLM server was not reachable; the benchmark needs the LLM path")
     t_open = time.perf_counter()
     controller = EvolutionController(
-        spec, run_dir, sandbox=sandbox, mutator=proposer, reporter=clock, iterations=start + iterations - 1
+        spec, run_dir, sandbox=sandbox, proposer=proposer, reporter=clock, iterations=start + iterations - 1
     )
     open_s = time.perf_counter() - t_open
     t0 = time.perf_counter()

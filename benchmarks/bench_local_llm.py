@@ -144,7 +144,8 @@ async def measure(
 
 async def evolve_short(model: str, spec: TaskSpec, iterations: int, grammar: bool, sandbox: LocalSandbox) -> str:
     """N real controller iterations with the compact(+grammar) local-model proposer."""
-    from agentopt.evolve.controller import Child, EvolutionController
+    from agentopt.evolve.controller import EvolutionController
+    from agentopt.evolve.proposal import Child
     from agentopt.evolve.proposers import LLMProposer, _prompt_program
     from agentopt.llm.budget import BudgetLedger
 

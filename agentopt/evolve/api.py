@@ -19,6 +19,7 @@ from agentopt.evolve.controller import (
     load_task_snapshot,
     save_task_snapshot,
 )
+from agentopt.evolve.proposal import Proposer
 from agentopt.evolve.proposers import LLMProposer, SymbolicProposer
 from agentopt.evolve.summary import RunSummary
 from agentopt.llm.budget import BudgetLedger
@@ -33,7 +34,7 @@ from agentopt.task import TaskSpec
 log = logging.getLogger(__name__)
 
 
-async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> Any:
+async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> Proposer:
     """LLM proposer when a model is configured and answers; else the symbolic mutator."""
     mode = spec.search.mutator
     if mode == "symbolic":
@@ -98,14 +99,12 @@ async def run_async(
     sandbox = _make_sandbox(spec)
     proposer = await _make_proposer(spec, run_dir, reporter)
     controller = EvolutionController(
-        spec, run_dir, sandbox=sandbox, mutator=proposer, reporter=reporter, iterations=iterations
+        spec, run_dir, sandbox=sandbox, proposer=proposer, reporter=reporter, iterations=iterations
     )
     try:
         return await controller.run()
     finally:
-        client = getattr(proposer, "client", None)
-        if client is not None:
-            await client.aclose()
+        await proposer.aclose()
         await sandbox.close()
 
 

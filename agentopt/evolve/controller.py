@@ -20,6 +20,7 @@ import logging
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from agentopt.evolve.bundle import (
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
+from agentopt.evolve.proposal import Child, Proposer
 from agentopt.evolve.summary import RunSummary, write_outputs
 from agentopt.sandbox.base import Sandbox
 from agentopt.task import TaskSpec
@@ -97,18 +99,6 @@ class RunStats:
         return self.evaluations / elapsed if elapsed > 0 else 0.0
 
 
-@dataclass
-class Child:
-    """A proposed program for one iteration, before evaluation."""
-
-    iteration: int
-    parent: Program | None
-    code: str | None
-    mutation: dict[str, Any]
-    island: int = 0
-    error: str | None = None  # set when no child could be produced (bad reply, LLM failure)
-
-
 class EvolutionController:
     """Runs (or resumes) one evolution run in ``run_dir``."""
 
@@ -118,14 +108,21 @@ class EvolutionController:
         run_dir: Path,
         *,
         sandbox: Sandbox,
-        mutator: Any,
+        proposer: Proposer | None = None,
         reporter: Reporter | None = None,
         iterations: int | None = None,
+        mutator: Proposer | None = None,
     ) -> None:
+        if mutator is not None:  # the pre-0.2 name of ``proposer``
+            warnings.warn("EvolutionController(mutator=...) is now proposer=...; mutator= goes away in agentopt 0.2",
+                          DeprecationWarning, stacklevel=2)
+            proposer = proposer or mutator
+        if proposer is None:
+            raise TypeError("EvolutionController needs a proposer")
         self.spec = spec
         self.run_dir = run_dir
         self.sandbox = sandbox
-        self.mutator = mutator
+        self.proposer: Proposer = proposer
         self.reporter = reporter or NullReporter()
         self.total_iterations = spec.search.iterations if iterations is None else iterations
         self.db = ProgramDB.open(run_dir / "programs.db", objective=spec.objective, search=spec.search)
@@ -138,7 +135,7 @@ class EvolutionController:
         # Whole-run equivalence-cache counters: lookups, hits per kind, fingerprint jobs run.
         self._cache: dict[str, int] = {"lookups": 0, "fingerprints": 0, **{k: 0 for k in CACHE_KINDS}}
         self._cache.update({k: int(v) for k, v in (self.db.get_state(STATE_CACHE, {}) or {}).items()})
-        mutator.attach(self.db)
+        proposer.attach(self.db)
         slots, self._slots_note = evaluation_slots(spec)
         self._eval_slots = asyncio.Semaphore(slots)
         self._fingerprint = has_fingerprint(spec)
@@ -271,7 +268,7 @@ class EvolutionController:
             return f"wall-time budget of {budget.max_wall_s:g}s reached"
         if budget.patience is not None and self._no_improve >= budget.patience:
             return f"no improvement in {budget.patience} iterations (patience)"
-        ledger_error = self.mutator.budget_error()
+        ledger_error = self.proposer.budget_error()
         if ledger_error:
             return ledger_error
         return None
@@ -311,7 +308,7 @@ class EvolutionController:
             num_diverse=self.spec.search.num_diverse_programs,
         )
         previous_error = self._previous_errors.get(parent.id)
-        child: Child = await self.mutator.propose(
+        child: Child = await self.proposer.propose(
             iteration=iteration, parent=parent, inspirations=inspirations, rng=rng, previous_error=previous_error
         )
         child.island = island
@@ -366,7 +363,7 @@ class EvolutionController:
     def _commit(self, child: Child, program: Program | None, outcome: str) -> None:
         """Record one finished iteration (called in iteration order)."""
         parent_id = child.parent.id if child.parent else None
-        self.mutator.observe(child, program)
+        self.proposer.observe(child, program)
         if program is None:
             self.stats.rejected_replies += 1
             reason = child.error or "no child produced"
@@ -432,24 +429,24 @@ class EvolutionController:
             STATE_EVALUATIONS: self._evaluations_total,
             STATE_CACHE: self._cache,
             STATE_STARTED_AT: self.stats.wall_s,
-            **(self.mutator.state_items() if hasattr(self.mutator, "state_items") else {}),
+            **self.proposer.state_items(),
             **(extra or {}),
         }
-        snapshot = self.mutator.ledger_snapshot()
+        snapshot = self.proposer.ledger_snapshot()
         if snapshot is not None:
             values[STATE_LEDGER] = snapshot
         self.db.set_states(values)
 
     def batch_size(self) -> int:
-        return max(self.spec.search.parallel_evaluations, self.mutator.concurrency())
+        return max(self.spec.search.parallel_evaluations, self.proposer.concurrency())
 
     async def run(self) -> RunSummary:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ledger = self.db.get_state(STATE_LEDGER)
         if ledger is not None:
-            self.mutator.restore_ledger(ledger)
+            self.proposer.restore_ledger(ledger)
         next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 0))
-        self.reporter.start(total=self.total_iterations, done=max(0, next_it - 1), mutator=self.mutator.describe())
+        self.reporter.start(total=self.total_iterations, done=max(0, next_it - 1), mutator=self.proposer.describe())
         if self._slots_note:
             self.reporter.message(self._slots_note)
         interrupted = False
@@ -488,7 +485,7 @@ class EvolutionController:
     def summary(self) -> RunSummary:
         best = self.db.best()
         initial = next(iter(self.db.programs(order="iteration")), None)
-        totals = self.mutator.totals()
+        totals = self.proposer.totals()
         return RunSummary(
             task=self.spec.display_name,
             run_dir=str(self.run_dir),
@@ -507,14 +504,14 @@ class EvolutionController:
             cache_lookups=self._cache["lookups"],
             cache_hits_by_kind={k: self._cache.get(k, 0) for k in CACHE_KINDS},
             fingerprints=self._cache["fingerprints"],
-            meta_prompts=self.mutator.meta_prompt_stats() if hasattr(self.mutator, "meta_prompt_stats") else [],
+            meta_prompts=self.proposer.meta_prompt_stats(),
             rejected_replies=self.stats.rejected_replies,
             llm_calls=totals.get("calls", 0),
             tokens=totals.get("tokens", 0),
             cost_usd=totals.get("usd", 0.0),
             wall_s=round(self.stats.wall_s, 3),
             stop_reason=self._stop_reason or "finished",
-            mutator=self.mutator.describe(),
+            mutator=self.proposer.describe(),
             isolation=best.isolation if best else [],
         )
 

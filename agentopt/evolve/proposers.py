@@ -12,12 +12,12 @@ from typing import Any
 from agentopt.errors import BudgetExceeded, LLMError
 from agentopt.evolve.bandit import ModelBandit
 from agentopt.evolve.bundle import BundleError, is_bundle, pack, unpack
-from agentopt.evolve.controller import Child
 from agentopt.evolve.db import Program, ProgramDB
 from agentopt.evolve.diff import apply_reply
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.multifile import apply_bundle_reply
 from agentopt.evolve.prompts import PromptProgram, build_messages, goal_text, language_from_path
+from agentopt.evolve.proposal import Child
 from agentopt.evolve.symbolic import SymbolicMutationError, SymbolicMutator
 from agentopt.llm.local_server import wants_compact_prompt
 from agentopt.task import TaskSpec
@@ -88,6 +88,12 @@ class SymbolicProposer:
 
     def state_items(self) -> dict[str, Any]:
         return {}
+
+    def meta_prompt_stats(self) -> list[dict[str, Any]]:
+        return []
+
+    async def aclose(self) -> None:
+        pass
 
     async def propose(
         self,
@@ -224,6 +230,9 @@ class LLMProposer:
 
     def totals(self) -> dict[str, Any]:
         return {"calls": self.ledger.calls, "tokens": self.ledger.tokens, "usd": self.ledger.usd}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     async def propose(
         self,

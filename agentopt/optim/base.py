@@ -1,26 +1,34 @@
 """What every optimizer shares: named Params, an LLM client, notes carried between steps,
-``astep`` (async) with a ``step`` sync wrapper, and the :class:`StepResult` it returns."""
+``astep`` (async) with a ``step`` sync wrapper, and the :class:`StepResult` it returns.
+
+A step is always *propose* then *apply*: :meth:`Optimizer.propose` consumes the pending
+feedback and decides (its :class:`StepResult` carries the values in ``applied``), and
+:meth:`Optimizer.apply` writes them into the Params. How ``agentopt optimize`` feeds an
+optimizer (:meth:`Optimizer.iterate`) and builds it from a config (:meth:`Optimizer.for_run`)
+live on the class too, so the runner looks optimizers up in one table
+(:data:`agentopt.optim.kinds.OPTIMIZERS`) and never branches on their kind.
+"""
 
 from __future__ import annotations
 
-import abc
+import random
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from pydantic import BaseModel, Field
 
 from agentopt.errors import AgentoptError
 from agentopt.llm.client import LLMClient
 from agentopt.optim._sync import run_sync
+from agentopt.optim.validate import apply_values
 from agentopt.task import LLMSpec
-from agentopt.trace.backward import ParamFeedback, Propagation
+from agentopt.trace.backward import ParamFeedback, Propagation, backward
 from agentopt.trace.module import Module
 from agentopt.trace.nodes import Param
 
 if TYPE_CHECKING:
     from agentopt.llm.budget import BudgetLedger
-    from agentopt.llm.client import LLMClient
-    from agentopt.task import LLMSpec
+    from agentopt.optim.config import OptimizeConfig
 
 
 class OptimizerError(AgentoptError):
@@ -83,10 +91,33 @@ def make_client(llm: LLMClient | LLMSpec | None, ledger: BudgetLedger | None, wh
     raise OptimizerError(f"optimizer '{who}' needs an LLM: pass llm=LLMSpec(...) or an LLMClient")
 
 
-class Optimizer(abc.ABC):
-    """Base class. Subclasses implement :meth:`astep`; users call ``step()`` from sync code."""
+class OptimizeRun(Protocol):
+    """What ``agentopt optimize`` offers an optimizer (see :mod:`agentopt.optim.runner`)."""
 
-    kind: str = "optimizer"
+    cfg: OptimizeConfig
+    target: Module
+    client: LLMClient | None
+    train: list[Any]
+    val: list[Any]
+    rng: random.Random
+    sign: float
+
+    def objective(self) -> str: ...
+    def evaluate_one(self, example: Any) -> Any: ...
+    def run_all(self, examples: list[Any]) -> list[Any]: ...
+    def val_score(self) -> tuple[float, list[Any]]: ...
+
+
+class Optimizer:
+    """Base class. Subclasses implement :meth:`propose` (and :meth:`for_run` to be usable from a
+    config); users call ``step()`` from sync code or ``await astep()``."""
+
+    kind: ClassVar[str] = "optimizer"
+    #: Whether ``agentopt optimize`` must give it a reachable LLM.
+    needs_llm: ClassVar[bool] = True
+    #: True when :meth:`iterate` scores the values in the Params *before* the step (they are
+    #: the ones tried), so the first iteration measures the baseline.
+    scores_tried_values: ClassVar[bool] = False
 
     def __init__(self, params: ParamsLike) -> None:
         self.named = name_params(params)
@@ -95,9 +126,35 @@ class Optimizer(abc.ABC):
         #: One-line problems with the previous reply (invalid values, bad JSON) for the next prompt.
         self.notes: list[str] = []
 
-    @abc.abstractmethod
+    async def propose(self) -> StepResult:
+        """Consume pending feedback and decide; ``applied`` holds the values :meth:`apply` writes."""
+        raise NotImplementedError(f"{type(self).__name__} must implement propose()")
+
+    def apply(self, result: StepResult) -> None:
+        """Write the proposed values into the Params."""
+        apply_values(self.named, result.applied)
+
     async def astep(self) -> StepResult:
-        """Consume pending feedback, propose and apply new values."""
+        """One step: :meth:`propose`, then :meth:`apply`."""
+        self.steps += 1
+        result = await self.propose()
+        self.apply(result)
+        return result
+
+    @classmethod
+    def for_run(cls, run: OptimizeRun) -> Self:
+        """Build this optimizer for an ``agentopt optimize`` run (its config, Module and data)."""
+        raise NotImplementedError(f"optimizer '{cls.kind}' cannot be built from an optimize config")
+
+    def iterate(self, run: OptimizeRun) -> tuple[StepResult, float]:
+        """One ``agentopt optimize`` iteration: feedback from a training minibatch, a step, and the
+        validation score after it. Optimizers fed differently override this."""
+        batch = run.rng.sample(run.train, min(run.cfg.optimizer.batch_size, len(run.train)))
+        for r in run.run_all(batch):
+            backward(r.output, r.feedback)
+        result = self.step()
+        score, _ = run.val_score()
+        return result, score
 
     def step(self) -> StepResult:
         """Synchronous :meth:`astep` for plain scripts (runs on a shared background loop)."""

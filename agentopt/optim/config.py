@@ -10,22 +10,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from agentopt.errors import AgentoptError
-from agentopt.task import LLMSpec
+from agentopt.optim.kinds import OPTIMIZERS
+from agentopt.task import LLMSpec, StrictModel
+
+#: The ``optimizer.kind`` choices: the keys of the optimizer table.
+OptimizerKind = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
 
 
 class ConfigError(AgentoptError):
     """The optimize config is missing, malformed, or names something that does not exist."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OptimizerSpec(_Strict):
-    kind: Literal["optoprime", "opro", "pareto", "numeric"] = "optoprime"
+class OptimizerSpec(StrictModel):
+    kind: OptimizerKind = "optoprime"
     batch_size: int = Field(4, ge=1, description="Examples per step (pareto: minibatch size).")
     memory: int = Field(5, ge=0, description="optoprime: past steps shown to the LLM.")
     budget_tokens: int = Field(6000, ge=200, description="Token budget for graph renderings in a prompt.")
@@ -33,7 +33,7 @@ class OptimizerSpec(_Strict):
     objective: str = Field("", description="Extra sentence telling the LLM what 'better' means.")
 
 
-class OptimizeConfig(_Strict):
+class OptimizeConfig(StrictModel):
     """One optimization job, e.g. ``tasks/prompt_opt/optimize.yaml``."""
 
     name: str | None = None

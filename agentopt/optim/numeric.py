@@ -8,10 +8,14 @@ optuna is an optional extra and imported lazily.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentopt.optim.base import Optimizer, OptimizerError, ParamsLike, StepResult
 from agentopt.optim.validate import apply_values
+from agentopt.trace.backward import backward
+
+if TYPE_CHECKING:
+    from agentopt.optim.base import OptimizeRun
 
 
 def import_optuna() -> Any:
@@ -28,6 +32,8 @@ class NumericOptimizer(Optimizer):
     """Black-box search over number/choice Params with optuna TPE (seeded, reproducible)."""
 
     kind = "numeric"
+    needs_llm = False
+    scores_tried_values = True
 
     def __init__(
         self,
@@ -51,13 +57,15 @@ class NumericOptimizer(Optimizer):
         self.study = self.optuna.create_study(direction=direction, sampler=sampler)
         self._choice_index = {n: list(p.choices or ()) for n, p in self.named.items() if p.param_kind == "choice"}
         self.study.enqueue_trial(self._encode(self.values()))
-        self._trial = self._ask()
+        self._trial, first = self._ask()
+        apply_values(self.named, first)
 
     def _encode(self, values: dict[str, Any]) -> dict[str, Any]:
         # Choices are passed to optuna as indices so any value type (None, tuples) works.
         return {n: (self._choice_index[n].index(v) if n in self._choice_index else v) for n, v in values.items()}
 
-    def _ask(self) -> Any:
+    def _ask(self) -> tuple[Any, dict[str, Any]]:
+        """The next optuna trial and its decoded values (not yet written into the Params)."""
         trial = self.study.ask()
         values: dict[str, Any] = {}
         for name, p in self.named.items():
@@ -70,11 +78,20 @@ class NumericOptimizer(Optimizer):
             else:
                 assert p.bounds is not None
                 values[name] = trial.suggest_float(name, float(p.bounds[0]), float(p.bounds[1]), log=p.log)
-        apply_values(self.named, values)
-        return trial
+        return trial, values
 
-    async def astep(self) -> StepResult:
-        self.steps += 1
+    @classmethod
+    def for_run(cls, run: OptimizeRun) -> NumericOptimizer:
+        return cls(run.target, seed=run.cfg.seed, direction=run.cfg.direction)
+
+    def iterate(self, run: OptimizeRun) -> tuple[StepResult, float]:
+        """Score the values being tried on the validation set, then tell optuna and ask the next."""
+        score, runs = run.val_score()
+        for r in runs:
+            backward(r.output, r.feedback, params=run.target.parameters())
+        return self.step(), score  # the score of the values that were just tried
+
+    async def propose(self) -> StepResult:
         props = self.propagations()
         if not props:
             return StepResult(step=self.steps, skipped="no feedback: call backward(output, score) first")
@@ -88,8 +105,8 @@ class NumericOptimizer(Optimizer):
             self.study.tell(self._trial, state=self.optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(self._trial, score)
-        self._trial = self._ask()
-        return StepResult(step=self.steps, applied=self.values(), score=score)
+        self._trial, values = self._ask()
+        return StepResult(step=self.steps, applied={**self.values(), **values}, score=score)
 
     def best(self) -> tuple[dict[str, Any], float] | None:
         """Best decoded values and score so far (None before any completed trial)."""

@@ -19,6 +19,7 @@ from agentopt.trace.render import truncate
 if TYPE_CHECKING:
     from agentopt.llm.budget import BudgetLedger
     from agentopt.llm.client import LLMClient
+    from agentopt.optim.base import OptimizeRun
     from agentopt.task import LLMSpec
 
 SYSTEM = """You are an optimizer. You see earlier values of some parameters with the score each one
@@ -94,8 +95,12 @@ class OPRO(Optimizer):
                      f"{better} score, as the JSON object.")
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
-    async def astep(self) -> StepResult:
-        self.steps += 1
+    @classmethod
+    def for_run(cls, run: OptimizeRun) -> OPRO:
+        return cls(run.target, llm=run.client, direction=run.cfg.direction,
+                   failure_score=run.cfg.failure_score, objective=run.objective())
+
+    async def propose(self) -> StepResult:
         props = self.propagations()
         if not props:
             return StepResult(step=self.steps, skipped="no feedback: call backward(output, feedback) first")
@@ -122,7 +127,6 @@ class OPRO(Optimizer):
         if accepted and candidate in seen:
             self.notes.append("your suggestion repeated an earlier value; propose something new")
         changed = {k: v for k, v in accepted.items() if v != self.named[k]._value}
-        apply_values(self.named, changed)
         return StepResult(step=self.steps, applied=changed, rejected=rejected, reasoning=reasoning, score=score)
 
     def apply_best(self) -> Trial | None:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from agentopt.optim.base import Optimizer, ParamsLike, StepResult, describe_params, make_client
 from agentopt.optim.parse import MalformedReply, parse_suggestion
-from agentopt.optim.validate import apply_values, validate_suggestions
+from agentopt.optim.validate import validate_suggestions
 from agentopt.trace.backward import Propagation
 from agentopt.trace.render import truncate
 
 if TYPE_CHECKING:
     from agentopt.llm.budget import BudgetLedger
     from agentopt.llm.client import LLMClient
+    from agentopt.optim.base import OptimizeRun
     from agentopt.task import LLMSpec
 
 SYSTEM = """You optimize the trainable parameters of a program.
@@ -110,8 +111,13 @@ class OptoPrime(Optimizer):
         parts.append('Reply now with the JSON object {"reasoning": ..., "suggestion": {...}}.')
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
-    async def astep(self) -> StepResult:
-        self.steps += 1
+    @classmethod
+    def for_run(cls, run: OptimizeRun) -> OptoPrime:
+        spec = run.cfg.optimizer
+        return cls(run.target, llm=run.client, memory=spec.memory, budget_tokens=spec.budget_tokens,
+                   objective=run.objective())
+
+    async def propose(self) -> StepResult:
         props = self.propagations()
         if not props:
             return StepResult(step=self.steps, skipped="no feedback: call backward(output, feedback) first")
@@ -129,7 +135,6 @@ class OptoPrime(Optimizer):
         accepted, rejected = validate_suggestions(self.named, suggestion)
         self._note_rejections(rejected)
         changed = {k: v for k, v in accepted.items() if v != self.named[k]._value}
-        apply_values(self.named, changed)
         if changed:
             self.memory.append(MemoryEntry(self.steps, changed))
         return StepResult(step=self.steps, applied=changed, rejected=rejected, reasoning=reasoning)

@@ -33,6 +33,7 @@ from agentopt.trace.render import truncate
 if TYPE_CHECKING:
     from agentopt.llm.budget import BudgetLedger
     from agentopt.llm.client import LLMClient
+    from agentopt.optim.base import OptimizeRun
     from agentopt.task import LLMSpec
 
 SYSTEM = """You improve one component of a program. You see the component's current value, then
@@ -165,13 +166,28 @@ class ReflectivePareto(Optimizer):
         return cand
 
     # -- steps -------------------------------------------------------------------------------
-    async def astep(self) -> StepResult:
-        self.steps += 1
+    @classmethod
+    def for_run(cls, run: OptimizeRun) -> ReflectivePareto:
+        spec = run.cfg.optimizer
+        return cls(run.target, evaluate=run.evaluate_one, trainset=run.train, valset=run.val,
+                   llm=run.client, seed=run.cfg.seed, minibatch_size=spec.batch_size,
+                   merge_every=spec.merge_every, direction=run.cfg.direction,
+                   budget_tokens=spec.budget_tokens, failure_score=run.cfg.failure_score)
+
+    def iterate(self, run: OptimizeRun) -> tuple[StepResult, float]:
+        """A step evaluates its own minibatch and validation set; the score is the best candidate's."""
+        result = self.step()
+        return result, self.sign * self.best().mean
+
+    def apply(self, result: StepResult) -> None:
+        """Leave the Params at the best candidate (``result.applied`` names the child's change)."""
+        self.apply_best()
+
+    async def propose(self) -> StepResult:
         if not self.pool:
             evals = await self._run(self.values(), self.valset)
             cand = self._add(self.values(), (), evals)
-            self.steps -= 1  # seeding is not a step of its own
-            result = await self.astep()
+            result = await self.propose()  # seeding is not a step of its own
             result.score = result.score if result.score is not None else self.sign * cand.mean
             return result
         front = self.front()
@@ -179,7 +195,6 @@ class ReflectivePareto(Optimizer):
             result = await self._merge(front)
         else:
             result = await self._mutate(front)
-        self.apply_best()
         return result
 
     def _sample(self, front: list[tuple[Candidate, int]]) -> Candidate:

@@ -1,10 +1,11 @@
 """The ``optimize`` loop: build the Module, measure a baseline, step the optimizer, keep the best.
 
-Per iteration (optoprime/opro): run a minibatch, ``backward`` each output with its metric
-feedback, ``step()``, re-score on the validation set, and remember the best state. numeric:
-each iteration is one optuna trial scored on the validation set. pareto: each iteration is
-one reflective mutation (or merge) step of :class:`ReflectivePareto`. At the end the best
-state is applied, saved with ``Module.save`` and summarised in ``summary.json``.
+The optimizer class comes from the table :data:`agentopt.optim.kinds.OPTIMIZERS` and is built
+with its ``for_run``; each iteration is its ``iterate`` (default: run a minibatch, ``backward``
+each output with its metric feedback, ``step()``, re-score on the validation set; numeric: one
+optuna trial scored on the validation set; pareto: one reflective mutation or merge step), and
+the runner remembers the best state. At the end the best state is applied, saved with
+``Module.save`` and summarised in ``summary.json``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,20 +25,11 @@ from agentopt.llm.client import LLMClient
 from agentopt.optim._sync import run_sync
 from agentopt.optim.base import Optimizer, OptimizerError, StepResult
 from agentopt.optim.config import ConfigError, OptimizeConfig
-from agentopt.optim.numeric import NumericOptimizer
-from agentopt.optim.opro import OPRO
-from agentopt.optim.optoprime import OptoPrime
-from agentopt.optim.pareto import Evaluation, ReflectivePareto
+from agentopt.optim.kinds import OPTIMIZERS
+from agentopt.optim.pareto import Evaluation
 from agentopt.optim.workflow import ExampleRun, Workflow, WorkflowContext, load_examples
-from agentopt.trace.backward import backward
 from agentopt.trace.module import Module
 from agentopt.trace.render import to_html
-
-if TYPE_CHECKING:
-    from agentopt.llm.budget import BudgetLedger
-    from agentopt.llm.client import LLMClient
-
-LLM_KINDS = ("optoprime", "opro", "pareto")
 
 
 @dataclass
@@ -68,8 +60,9 @@ def _split(cfg: OptimizeConfig, rng: random.Random) -> tuple[list[Any], list[Any
 
 
 def _client(cfg: OptimizeConfig, ledger: BudgetLedger) -> LLMClient | None:
+    needs_llm = OPTIMIZERS[cfg.optimizer.kind].needs_llm
     if not cfg.llm.models:
-        if cfg.optimizer.kind in LLM_KINDS:
+        if needs_llm:
             raise OptimizerError(
                 f"optimizer '{cfg.optimizer.kind}' needs an LLM but no model is configured "
                 "(add llm.models to the config; the 'numeric' optimizer runs offline)"
@@ -77,7 +70,7 @@ def _client(cfg: OptimizeConfig, ledger: BudgetLedger) -> LLMClient | None:
         return None
 
     client = LLMClient(cfg.llm, ledger=ledger)
-    if cfg.optimizer.kind in LLM_KINDS:
+    if needs_llm:
         reason = run_sync(client.check_reachable(timeout_s=min(cfg.llm.timeout_s, 15.0)))
         if reason is not None:
             raise OptimizerError(f"optimizer '{cfg.optimizer.kind}' cannot use its LLM: {reason}")
@@ -100,31 +93,16 @@ class _Loop:
         self.client = _client(cfg, self.ledger)
         self.ctx = WorkflowContext(self.client, cfg.seed)
         self.sign = 1.0 if cfg.direction == "maximize" else -1.0
-        self.optimizer = self._make_optimizer()
+        self.optimizer: Optimizer = OPTIMIZERS[cfg.optimizer.kind].for_run(self)
 
     def better(self, a: float, b: float) -> bool:
         return self.sign * a > self.sign * b
 
-    def _objective(self) -> str:
+    def objective(self) -> str:
         word = "higher" if self.cfg.direction == "maximize" else "lower"
         return (self.cfg.optimizer.objective + f" Scores: {word} is better.").strip()
 
-    def _make_optimizer(self) -> Optimizer:
-        spec = self.cfg.optimizer
-        if spec.kind == "numeric":
-            return NumericOptimizer(self.target, seed=self.cfg.seed, direction=self.cfg.direction)
-        if spec.kind == "optoprime":
-            return OptoPrime(self.target, llm=self.client, memory=spec.memory, budget_tokens=spec.budget_tokens,
-                             objective=self._objective())
-        if spec.kind == "opro":
-            return OPRO(self.target, llm=self.client, direction=self.cfg.direction,
-                        failure_score=self.cfg.failure_score, objective=self._objective())
-        return ReflectivePareto(self.target, evaluate=self._evaluate_one, trainset=self.train, valset=self.val,
-                                llm=self.client, seed=self.cfg.seed, minibatch_size=spec.batch_size,
-                                merge_every=spec.merge_every, direction=self.cfg.direction,
-                                budget_tokens=spec.budget_tokens, failure_score=self.cfg.failure_score)
-
-    def _evaluate_one(self, example: Any) -> Evaluation:
+    def evaluate_one(self, example: Any) -> Evaluation:
         run = self.workflow.run(self.target, example, self.ctx)
         text = run.feedback.text + (f"\n{run.feedback.error}" if run.feedback.error else "")
         return Evaluation(run.score, text, run.output if run.traced else None)
@@ -138,23 +116,7 @@ class _Loop:
 
     def iterate(self) -> tuple[StepResult, float]:
         """One iteration; returns the step result and the validation score after it."""
-        kind = self.cfg.optimizer.kind
-        if kind == "pareto":
-            assert isinstance(self.optimizer, ReflectivePareto)
-            result = self.optimizer.step()
-            return result, self.sign * self.optimizer.best().mean
-        if kind == "numeric":
-            score, runs = self.val_score()
-            for r in runs:
-                backward(r.output, r.feedback, params=self.target.parameters())
-            result = self.optimizer.step()
-            return result, score  # the score of the values that were just tried
-        batch = self.rng.sample(self.train, min(self.cfg.optimizer.batch_size, len(self.train)))
-        for r in self.run_all(batch):
-            backward(r.output, r.feedback)
-        result = self.optimizer.step()
-        score, _ = self.val_score()
-        return result, score
+        return self.optimizer.iterate(self)
 
 
 def optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> OptimizeResult:
@@ -163,12 +125,12 @@ def optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Optimize
     loop = _Loop(cfg, console)
     out_dir = cfg.resolved_output_dir()
     started = time.perf_counter()
-    numeric = cfg.optimizer.kind == "numeric"
+    numeric = loop.optimizer.scores_tried_values
     baseline = best = float("nan")
     best_state = loop.target.state_dict()
     best_iter = 0
     history: list[dict[str, Any]] = []
-    if not numeric:  # numeric measures its first (baseline) trial inside iteration 1
+    if not numeric:  # such an optimizer measures its first (baseline) trial inside iteration 1
         baseline, _ = loop.val_score()
         best = baseline
         history.append({"iteration": 0, "val_score": baseline, "applied": {}, "rejected": {}})

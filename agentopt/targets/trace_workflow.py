@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from agentopt.errors import AgentoptError, TaskError
 from agentopt.optim.config import load_config
@@ -39,7 +39,7 @@ from agentopt.optim.workflow import Workflow
 from agentopt.paths import evaluator_lib_dir
 from agentopt.targets.param_blocks import BlockSpec, CandidateFormatError, render_candidate
 from agentopt.targets.trace_guest import MANIFEST_NAME, MANIFEST_VERSION
-from agentopt.task import LLMSpec, SandboxSpec, SearchSpec, TaskSpec, task_from_dict
+from agentopt.task import LLMSpec, SandboxSpec, SearchSpec, StrictModel, TaskSpec, task_from_dict
 
 CANDIDATE_NAME = "candidate.py"
 EVALUATOR_NAME = "trace_workflow_evaluator.py"
@@ -47,10 +47,8 @@ GENERATED_DIR = ".agentopt"
 MAX_SIBLING_BYTES = 64 * 1024 * 1024
 
 
-class EvolveSection(BaseModel):
+class EvolveSection(StrictModel):
     """The optional ``evolve:`` section of an optimize config (read only by ``agentopt evolve``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec,
                                  description="Where candidates run; network is off unless set true here.")
