@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,12 +38,69 @@ class Objective(StrictModel):
         return a > b if self.direction == "maximize" else a < b
 
 
+#: What ``sandbox.gpus`` may hold in YAML: ``all``, a count, ``"0,1"`` or a list of device ids.
+GpuValue = str | int | list[str] | None
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """``sandbox.gpus`` parsed once: all GPUs, the first ``count`` GPUs, or exactly ``ids``.
+
+    Every backend (and the evaluation-slot cap) reads this instead of re-parsing the raw
+    value; each translates it to its own mechanism (``CUDA_VISIBLE_DEVICES``, docker
+    DeviceRequests, a Ray ``num_gpus``).
+    """
+
+    all: bool = False
+    count: int = 0
+    ids: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, value: GpuValue | GpuRequest) -> GpuRequest:
+        """Accept ``None``/``0``/``[]``/``"none"`` (no GPU), ``"all"``, a count (int or digits),
+        ``"0,1"`` (also docker's ``"device=0,1"``) or a list of ids; a parsed request passes through."""
+        if isinstance(value, GpuRequest):
+            return value
+        if value is None:
+            return cls()
+        if isinstance(value, bool):
+            return cls(count=int(value))
+        if isinstance(value, int):
+            return cls(count=max(0, value))
+        if isinstance(value, list):
+            return cls(ids=tuple(str(g).strip() for g in value if str(g).strip()))
+        text = str(value).strip()
+        if text.lower() in ("", "none", "0"):
+            return cls()
+        if text.lower() == "all":
+            return cls(all=True)
+        if text.isdigit():
+            return cls(count=int(text))
+        text = text.removeprefix("device=")
+        return cls(ids=tuple(g.strip() for g in text.split(",") if g.strip()))
+
+    @property
+    def wanted(self) -> bool:
+        """True when any GPU is asked for."""
+        return self.all or self.count > 0 or bool(self.ids)
+
+    def number(self, *, all_as: int) -> int:
+        """How many GPUs; ``all`` counts as ``all_as`` (what the caller can know about the host)."""
+        return all_as if self.all else self.count or len(self.ids)
+
+    def __str__(self) -> str:
+        """As a user would write it: ``all``, ``2``, ``0,1`` (``none`` when nothing is asked)."""
+        if self.all:
+            return "all"
+        return ",".join(self.ids) if self.ids else str(self.count) if self.count else "none"
+
+
 class SandboxSpec(StrictModel):
     kind: Literal["local", "docker", "ray"] = "local"
     timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit per evaluation (whole process tree).")
     memory_mb: int = Field(2048, gt=16, description="Address-space / container memory cap.")
     network: bool = Field(False, description="Allow network access inside the sandbox.")
-    gpus: str | int | list[str] | None = Field(None, description="'all', a count, or device ids.")
+    gpus: GpuValue = Field(None, description="'all', a count, or device ids.")
     cpus: float | None = Field(None, gt=0)
     max_disk_mb: int = Field(512, gt=0, description="Cap on the work dir's disk use.")
     image: str | None = Field(None, description="Docker image (docker backend).")

@@ -19,13 +19,13 @@ from agentopt.evolve.api import evolve, resume
 from agentopt.evolve.bundle import BundleError, is_bundle, pack, unpack
 from agentopt.evolve.controller import EvolutionController
 from agentopt.evolve.diff import parse_diffs
-from agentopt.evolve.gpu_slots import evaluation_slots, gpu_count
+from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.meta_prompts import MetaPromptArchive
 from agentopt.evolve.multifile import apply_bundle_reply
 from agentopt.evolve.proposers import SymbolicProposer
 from agentopt.evolve.report import build_html
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
-from agentopt.task import TaskSpec, load_task
+from agentopt.task import GpuRequest, TaskSpec, load_task
 
 
 def db_rows(run_dir: Path, sql: str) -> list[tuple]:
@@ -357,7 +357,7 @@ class CountingSandbox(Sandbox):
 
 
 def test_gpu_count_and_slots() -> None:
-    assert [gpu_count(g) for g in (None, 0, [], 2, ["0", "1", "3"], "1", "0,1")] == [0, 0, 0, 2, 3, 1, 2]
+    assert [GpuRequest.parse(g).number(all_as=1) for g in (None, 0, [], 2, ["0", "1", "3"], "1", "0,1")] == [0, 0, 0, 2, 3, 1, 2]
     spec = TaskSpec.model_validate(
         {"program": "p.py", "evaluator": "e.py", "sandbox": {"gpus": 2}, "search": {"parallel_evaluations": 8}}
     )

@@ -14,9 +14,9 @@ import glob
 import shutil
 import subprocess
 
-from agentopt.task import TaskSpec
+from agentopt.task import GpuRequest, TaskSpec
 
-__all__ = ["evaluation_slots", "gpu_count"]
+__all__ = ["evaluation_slots"]
 
 
 def _detect_all() -> int:
@@ -37,30 +37,11 @@ def _detect_all() -> int:
     return 1
 
 
-def gpu_count(gpus: str | int | list[str] | None) -> int:
-    """Number of GPUs a ``sandbox.gpus`` value names; 0 when it asks for none."""
-    if gpus is None or gpus == [] or gpus == 0:
-        return 0
-    if isinstance(gpus, bool):
-        return 1 if gpus else 0
-    if isinstance(gpus, int):
-        return max(0, gpus)
-    if isinstance(gpus, list):
-        return len(gpus)
-    text = str(gpus).strip().lower()
-    if text in ("", "none", "0"):
-        return 0
-    if text == "all":
-        return _detect_all()
-    if text.isdigit():
-        return int(text)
-    return len([g for g in text.split(",") if g.strip()])  # "0,1" or "device=0,1"
-
-
 def evaluation_slots(spec: TaskSpec) -> tuple[int, str | None]:
     """``(evaluations allowed at once, note)``; the note explains a cap (None when no cap applied)."""
     wanted = max(1, spec.search.parallel_evaluations)
-    gpus = gpu_count(spec.sandbox.gpus)
+    request = GpuRequest.parse(spec.sandbox.gpus)
+    gpus = request.number(all_as=_detect_all() if request.all else 0)
     per_gpu = spec.search.evaluations_per_gpu
     if gpus == 0 or per_gpu is None or wanted <= gpus * per_gpu:
         return wanted, None

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentopt.blocks import BlockError, find_blocks
+from agentopt.errors import AgentoptError
 
 __all__ = ["SymbolicMutationError", "SymbolicMutator"]
 
@@ -85,7 +86,7 @@ _PAIR_PROB = 0.2
 _INT_WEIGHT = 1.0 / 3.0
 
 
-class SymbolicMutationError(ValueError):
+class SymbolicMutationError(AgentoptError, ValueError):
     """The code cannot be mutated symbolically (does not parse, or has nothing to edit)."""
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentopt.task import GpuValue
+
 ErrorKind = Literal[
     "timeout",  # wall-clock limit hit; the whole process tree was killed
     "memory",  # memory cap hit (MemoryError or killed by the cap)
@@ -39,7 +41,7 @@ class SandboxJob(BaseModel):
     memory_mb: int = 2048
     network: bool = False
     # None: no GPU. "all", a count, or explicit device ids.
-    gpus: str | int | list[str] | None = None
+    gpus: GpuValue = None
     cpus: float | None = None
     # Extra environment variables explicitly allowed into the guest (never API keys by default).
     env: dict[str, str] = Field(default_factory=dict)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -50,10 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from agentopt.errors import SandboxError
-from agentopt.paths import evaluator_lib_dir, runner_path
+from agentopt.paths import evaluator_lib_dir, guest_dir, runner_path
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
 from agentopt.sandbox.protocol import build_job_payload, job_result, new_nonce
 from agentopt.sandbox.requirements import format_missing, missing_requirements
+from agentopt.task import GpuRequest, GpuValue
 
 log = logging.getLogger(__name__)
 
@@ -70,164 +72,17 @@ _BASE_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",
 }
-# Guest-side supervisor (passed with -c, so the guest cannot alter it): makes the job's
-# private work dir, starts the runner with the attached stdin/stdout (job line in, result
-# frame out) and its stderr on a pipe, forwards at most <cap> bytes of that pipe and drops the
-# rest INSIDE the container (a gigabyte of prints would otherwise crawl through dockerd),
-# then exits with the runner's status (128+N for a signal, as a shell would report it).
-_SUPERVISOR = r"""
-import os, sys, threading
-wd, cap, py = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-os.mkdir(wd, 0o700)
-os.mkdir(wd + "/tmp", 0o700)
-os.chdir(wd)
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(r)
-    os.dup2(w, 2)
-    os.close(w)
-    try:
-        os.execvp(py, [py, "-I", "/agentopt/runner.py"])
-    finally:
-        os._exit(127)
-os.close(w)
-os.close(0)
-counts = [0, 0]
-def pump():
-    while True:
-        try:
-            data = os.read(r, 1 << 16)
-        except OSError:
-            return
-        if not data:
-            return
-        room = max(0, cap - counts[0])
-        if room:
-            view = memoryview(data[:room])
-            while view:
-                try:
-                    view = view[os.write(2, view):]
-                except OSError:
-                    break
-        counts[0] += min(room, len(data))
-        counts[1] += len(data) - min(room, len(data))
-t = threading.Thread(target=pump, daemon=True)
-t.start()
-while True:
-    try:
-        _, status = os.waitpid(pid, 0)
-        break
-    except ChildProcessError:
-        status = 0
-        break
-    except InterruptedError:
-        pass
-t.join(0.5)  # leftovers of the job may hold the pipe: do not wait for them
-if counts[1]:
-    os.write(2, b"\n[... %d more bytes of output discarded]" % counts[1])
-os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-"""
-# PID 1 of a warm container: reap orphans (killed job processes) without races.
-_REAPER = """
-import os, signal
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-while True:
-    try:
-        os.waitpid(-1, 0)
-    except ChildProcessError:
-        signal.sigtimedwait({signal.SIGCHLD}, 5)
-"""
-# Runs after each warm job as the guest user: kill everything but PID 1, wipe every writable
-# place, verify, and report the memory cgroup's OOM-kill counter.
-_CLEANUP = r"""
-import json, os, shutil, signal, subprocess, sys, time
-me = os.getpid()
-def live():
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit() and int(p) not in (1, me):
-            try:
-                with open("/proc/%s/stat" % p) as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state not in ("Z", "X"):
-                out.append(int(p))
-    return out
-for _ in range(200):
-    pids = live()
-    if not pids:
-        break
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-    time.sleep(0.01)
-problems = ["processes left: %s" % pids] if pids else []
-def wipe(top):
-    if not os.path.isdir(top):
-        return
-    for root, dirs, files in os.walk(top):
-        for d in dirs:
-            try:
-                os.chmod(os.path.join(root, d), 0o700)
-            except OSError:
-                pass
-    for name in os.listdir(top):
-        path = os.path.join(top, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-    if os.listdir(top):
-        problems.append("%s not empty" % top)
-for top in ("/work", "/dev/shm", "/dev/mqueue"):
-    wipe(top)
-if shutil.which("ipcrm"):
-    subprocess.run(["ipcrm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-for kind in ("shm", "msg", "sem"):
-    try:
-        with open("/proc/sysvipc/" + kind) as f:
-            if len(f.read().splitlines()) > 1:
-                problems.append("sysv %s left" % kind)
-    except OSError:
-        pass
-oom = 0
-for path, key in (("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
-                  ("/sys/fs/cgroup/memory.events", "oom_kill")):
-    try:
-        with open(path) as f:
-            for line in f:
-                k, _, v = line.partition(" ")
-                if k == key:
-                    oom = int(v)
-        break
-    except (OSError, ValueError):
-        pass
-print(json.dumps({"problems": problems, "oom_kill": oom}))
-"""
-# Host-side stand-in for "the image's python" (agentopt.sandbox.requirements runs
-# ``<python> -I -c PROBE names``): runs that python in a throwaway, network-less container.
-_LAUNCHER = r"""
-import json, sys
-import docker
-config = json.loads(@CONFIG@)
-client = docker.from_env()
-try:
-    out = client.containers.run(config["image"], [config["python"], *sys.argv[1:]], remove=True,
-                                network_mode="none", user=config["user"] or None,
-                                labels=config["labels"], stdout=True, stderr=True)
-except docker.errors.ContainerError as err:
-    sys.stderr.write((err.stderr or b"").decode(errors="replace") or str(err))
-    sys.exit(err.exit_status or 1)
-sys.stdout.write(out.decode(errors="replace"))
-"""
 _MAX_JOBS_PER_WORKER = 200
+
+
+@functools.cache
+def _script(name: str) -> str:
+    """A script of ``sandboxes/docker/`` (the guest supervisor, reaper, cleanup; the host launcher).
+
+    Kept as files so they can be read, linted and tested like any other guest code; the text is
+    still passed with ``-c``, so nothing inside the container can alter it.
+    """
+    return (guest_dir("sandboxes") / "docker" / name).read_text(encoding="utf-8")
 _KILL_GRACE_S = 10.0
 _WAIT_FOR_WARM_S = 5.0
 
@@ -242,38 +97,25 @@ def _owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _gpu_key(gpus: str | int | list[str] | None) -> str | None:
-    if gpus is None:
-        return None
-    if isinstance(gpus, list):
-        return ",".join(str(g) for g in gpus)
-    return str(gpus)
+def _gpu_key(gpus: GpuValue | GpuRequest) -> str | None:
+    """The request as text (container reuse key, messages); None when no GPU is asked for."""
+    request = GpuRequest.parse(gpus)
+    return str(request) if request.wanted else None
 
 
-def device_requests(gpus: str | int | list[str] | None) -> list[Any] | None:
-    """Translate ``gpus`` (``"all"``, a count, ``"0,1"`` or ``["0", "1"]``) to docker DeviceRequests."""
-    from docker.types import DeviceRequest
+def device_requests(gpus: GpuValue | GpuRequest) -> list[Any] | None:
+    """Translate a GPU request (``"all"``, a count, ``"0,1"`` or ``["0", "1"]``) to docker DeviceRequests."""
+    from docker.types import DeviceRequest  # deferred: the docker SDK loads only when a container is made
 
-    if gpus is None:
-        return None
+    request = GpuRequest.parse(gpus)
     caps = [["gpu"]]
-    if isinstance(gpus, bool):
-        raise SandboxError(f"sandbox.gpus: expected 'all', a count or device ids, got {gpus!r}")
-    if isinstance(gpus, int):
-        if gpus <= 0:
-            return None
-        return [DeviceRequest(count=gpus, capabilities=caps)]
-    if isinstance(gpus, str):
-        text = gpus.strip()
-        if text == "all":
-            return [DeviceRequest(count=-1, capabilities=caps)]
-        if text.isdigit():
-            return device_requests(int(text))
-        gpus = [g.strip() for g in text.split(",") if g.strip()]
-    ids = [str(g) for g in gpus]
-    if not ids:
-        return None
-    return [DeviceRequest(device_ids=ids, capabilities=caps)]
+    if request.all:
+        return [DeviceRequest(count=-1, capabilities=caps)]
+    if request.count:
+        return [DeviceRequest(count=request.count, capabilities=caps)]
+    if request.ids:
+        return [DeviceRequest(device_ids=list(request.ids), capabilities=caps)]
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -508,7 +350,7 @@ class DockerSandbox(Sandbox):
         image: str,
         *,
         warm_workers: int = 0,
-        gpus: str | int | list[str] | None = None,
+        gpus: GpuValue = None,
         client: Any = None,
         user: str | None = NOBODY,
         pids_limit: int = 256,
@@ -576,9 +418,9 @@ class DockerSandbox(Sandbox):
             self._ready = True
             return self._client
 
-    def _check_gpus(self, gpus: str | int | list[str] | None) -> None:
+    def _check_gpus(self, gpus: GpuValue) -> None:
         """Fail fast, in one line, when GPUs are requested but the engine cannot pass them."""
-        if gpus is None or gpus == 0 or self._gpu_checked:
+        if not GpuRequest.parse(gpus).wanted or self._gpu_checked:
             return
         info = self._client.info()
         runtimes = info.get("Runtimes") or {}
@@ -621,7 +463,7 @@ class DockerSandbox(Sandbox):
         )
 
     def _guest_command(self, job: SandboxJob, workdir: str) -> list[str]:
-        return [self.python, "-I", "-c", _SUPERVISOR, workdir, str(job.max_output_bytes), self.python]
+        return [self.python, "-I", "-c", _script("supervisor.py"), workdir, str(job.max_output_bytes), self.python]
 
     def _labels(self, mode: str) -> dict[str, str]:
         return {LABEL: "1", OWNER_LABEL: self._owner, "agentopt.mode": mode}
@@ -668,7 +510,7 @@ class DockerSandbox(Sandbox):
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)
 
-    def check(self, gpus: str | int | list[str] | None = None) -> None:
+    def check(self, gpus: GpuValue = None) -> None:
         """Raise a one-line :class:`SandboxError` now if the engine, image or GPU runtime is missing."""
         self._ensure_ready()
         self._check_gpus(gpus if gpus is not None else self.gpus)
@@ -699,7 +541,7 @@ class DockerSandbox(Sandbox):
         if not launcher.exists():
             config = {"image": self.image, "python": self.python, "user": self.user or "",
                       "labels": self._labels("probe")}
-            launcher.write_text(f"#!{sys.executable}\n" + _LAUNCHER.replace("@CONFIG@", repr(json.dumps(config))))
+            launcher.write_text(f"#!{sys.executable}\n" + _script("launcher.py").replace('"@CONFIG@"', repr(json.dumps(config))))
             launcher.chmod(0o700)
         return launcher
 
@@ -855,7 +697,7 @@ class DockerSandbox(Sandbox):
         gpus = job.gpus if job.gpus is not None else self.gpus
         try:
             container_id = api.create_container(
-                self.image, [self.python, "-I", "-c", _REAPER], user=self.user,
+                self.image, [self.python, "-I", "-c", _script("reaper.py")], user=self.user,
                 environment=dict(_BASE_ENV), working_dir=GUEST_WORK, labels=self._labels("warm"),
                 host_config=self._host_config(job, slot), detach=True,
             )["Id"]
@@ -899,7 +741,7 @@ class DockerSandbox(Sandbox):
         """Kill the job's leftovers and wipe writable places; (clean, new OOM kills)."""
         api = self._client.api
         try:
-            exec_id = api.exec_create(worker.container_id, [self.python, "-I", "-c", _CLEANUP],
+            exec_id = api.exec_create(worker.container_id, [self.python, "-I", "-c", _script("cleanup.py")],
                                       user=self.user or "", environment=dict(_BASE_ENV), workdir="/")["Id"]
             out = api.exec_start(exec_id)
             code = api.exec_inspect(exec_id).get("ExitCode")

@@ -12,7 +12,7 @@ import subprocess
 
 from agentopt.errors import SandboxError
 from agentopt.sandbox.base import Sandbox
-from agentopt.task import SandboxSpec
+from agentopt.task import GpuRequest, SandboxSpec
 
 
 def local_gpu_problem() -> str | None:
@@ -33,24 +33,21 @@ def local_gpu_problem() -> str | None:
     return "no NVIDIA GPU here (no /dev/nvidia* devices, nvidia-smi not found)"
 
 
-def _gpus_text(gpus: object) -> str:
-    return ",".join(map(str, gpus)) if isinstance(gpus, list) else str(gpus)
-
-
 def make_sandbox(spec: SandboxSpec) -> Sandbox:
     """Build the backend named by ``spec.kind`` (local, docker, ray) and fail fast if it cannot run.
 
     ``spec.image`` defaults to the offline-buildable CPU image, or the CUDA image when
     ``gpus`` is set. ``warm_workers`` is read from the spec when the schema has it.
     """
-    wants_gpu = spec.gpus is not None and spec.gpus != 0 and spec.gpus != []
+    gpus = GpuRequest.parse(spec.gpus)
+    wants_gpu = gpus.wanted
     if spec.kind == "local":
         from agentopt.sandbox.local import LocalSandbox  # deferred: load only the backend asked for
 
         if wants_gpu:
             problem = local_gpu_problem()
             if problem:
-                raise SandboxError(f"sandbox.gpus={_gpus_text(spec.gpus)}: {problem}; remove 'gpus' or run on a GPU host")
+                raise SandboxError(f"sandbox.gpus={gpus}: {problem}; remove 'gpus' or run on a GPU host")
         return LocalSandbox()
     if spec.kind == "docker":
         from agentopt.sandbox.docker_backend import DockerSandbox  # deferred: load only the backend asked for

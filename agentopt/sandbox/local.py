@@ -36,6 +36,7 @@ from agentopt.paths import evaluator_lib_dir, runner_path
 from agentopt.sandbox import isolation as iso
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
 from agentopt.sandbox.protocol import build_job_payload, job_result, new_nonce
+from agentopt.task import GpuRequest, GpuValue
 
 log = logging.getLogger(__name__)
 
@@ -400,21 +401,19 @@ async def _remove_cgroup(cgroup: Path) -> None:
     log.warning("could not remove pids cgroup %s", cgroup)
 
 
-def _gpu_env(gpus: str | int | list[str] | None) -> dict[str, str]:
+def _gpu_env(gpus: GpuValue | GpuRequest) -> dict[str, str]:
     """CUDA devices the guest may see: none unless the task asks (the factory checked they exist).
 
     ``"all"`` leaves the visible set as the host has it; a count exposes the first N devices;
     a list exposes exactly those ids.
     """
-    if gpus is None or gpus == 0 or gpus == []:
-        return {"CUDA_VISIBLE_DEVICES": ""}
-    if gpus == "all":
+    request = GpuRequest.parse(gpus)
+    if request.all:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         return {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
-    if isinstance(gpus, int) or (isinstance(gpus, str) and gpus.isdigit()):
-        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(int(gpus)))}
-    ids = gpus if isinstance(gpus, list) else [part.strip() for part in str(gpus).split(",")]
-    return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)}
+    if request.count:
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(request.count))}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(request.ids)}
 
 
 def _real_private_tmp_dirs() -> list[str]:

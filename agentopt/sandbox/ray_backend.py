@@ -26,6 +26,7 @@ from agentopt.errors import AgentoptError, SandboxError
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
 from agentopt.sandbox.isolation import detect
 from agentopt.sandbox.local import LocalSandbox
+from agentopt.task import GpuRequest
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +52,6 @@ def unavailable_reason() -> str | None:
     except ImportError:
         return f"ray is not installed ({_INSTALL_HINT})"
     return None
-
-
-def gpu_count(gpus: str | int | list[str] | None) -> float:
-    """Ray needs a number: a count, the number of listed ids, and 1 for ``"all"``.
-
-    ``"all"`` cannot be expressed as a Ray request (it depends on the node); asking for one
-    GPU keeps the task schedulable, and Ray sets CUDA_VISIBLE_DEVICES to what it granted.
-    """
-    if gpus is None or isinstance(gpus, bool):
-        return 0.0
-    if isinstance(gpus, int):
-        return float(max(gpus, 0))
-    if isinstance(gpus, list):
-        return float(len(gpus))
-    text = gpus.strip()
-    if text == "all":
-        return 1.0
-    if text.isdigit():
-        return float(text)
-    return float(len([g for g in text.split(",") if g.strip()]))
 
 
 def pack_inputs(job: SandboxJob) -> bytes:
@@ -205,7 +186,9 @@ class RaySandbox(Sandbox):
         remote = await asyncio.to_thread(self._ensure_ray)
         bundle = await asyncio.to_thread(pack_inputs, job)
         options: dict[str, Any] = {"num_cpus": job.cpus or 1, "memory": job.memory_mb * 1024 * 1024}
-        gpus = gpu_count(job.gpus)
+        # "all" cannot be a Ray request (it depends on the node): one GPU keeps the task
+        # schedulable, and Ray sets CUDA_VISIBLE_DEVICES to what it granted.
+        gpus = float(GpuRequest.parse(job.gpus).number(all_as=1))
         if gpus:
             options["num_gpus"] = gpus
         ref = remote.options(**options).remote(bundle, job.model_dump_json(), self._local_kwargs)

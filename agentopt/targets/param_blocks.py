@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentopt.blocks import EVOLVE_END, EVOLVE_START, BlockError, find_blocks, is_marker_line
+from agentopt.errors import AgentoptError
 
 _NOT_IDENT = re.compile(r"\W+")
 
 
-class CandidateFormatError(ValueError):
+class CandidateFormatError(AgentoptError, ValueError):
     """A candidate file whose blocks cannot be read as Param values (the candidate's fault)."""
 
 

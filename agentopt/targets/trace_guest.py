@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentopt.errors import BudgetExceeded, LLMError
+from agentopt.errors import AgentoptError, BudgetExceeded, LLMError
 from agentopt.llm.budget import BudgetLedger
 from agentopt.llm.client import LLMClient
 from agentopt.optim.config import ConfigError
@@ -39,7 +39,7 @@ MANIFEST_NAME = "_agentopt_trace_target.json"
 MANIFEST_VERSION = 1
 
 
-class WorkflowSetupError(RuntimeError):
+class WorkflowSetupError(AgentoptError, RuntimeError):
     """The workflow itself (not the candidate) cannot run here: every candidate would fail alike."""
 
 
