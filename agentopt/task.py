@@ -103,6 +103,13 @@ class SandboxSpec(StrictModel):
     gpus: GpuValue = Field(None, description="'all', a count, or device ids.")
     cpus: float | None = Field(None, gt=0)
     max_disk_mb: int = Field(512, gt=0, description="Cap on the work dir's disk use.")
+    max_processes: int = Field(
+        128,
+        ge=8,
+        le=16384,
+        description="Processes and threads one evaluation may hold at once (pids cgroup; local and docker). "
+        "Raise it for evaluators that start many threads, e.g. Numba's CUDA simulator (one per GPU thread).",
+    )
     image: str | None = Field(None, description="Docker image (docker backend).")
     warm_workers: int = Field(0, ge=0, description="Docker: containers kept running and reused between jobs.")
     ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")

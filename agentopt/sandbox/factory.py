@@ -48,18 +48,20 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
             problem = local_gpu_problem()
             if problem:
                 raise SandboxError(f"sandbox.gpus={gpus}: {problem}; remove 'gpus' or run on a GPU host")
-        return LocalSandbox()
+        return LocalSandbox(pids_max=spec.max_processes)
     if spec.kind == "docker":
         from agentopt.sandbox.docker_backend import DockerSandbox  # deferred: load only the backend asked for
         from agentopt.sandbox.images import default_tag  # deferred: docker only
 
         image = spec.image or default_tag("cuda" if wants_gpu else "cpu")
         warm = int(getattr(spec, "warm_workers", 0) or 0)
-        sandbox = DockerSandbox(image, warm_workers=warm, gpus=spec.gpus if wants_gpu else None)
+        sandbox = DockerSandbox(
+            image, warm_workers=warm, gpus=spec.gpus if wants_gpu else None, pids_limit=max(spec.max_processes, 256)
+        )
         sandbox.check(gpus=spec.gpus if wants_gpu else None)
         return sandbox
     if spec.kind == "ray":
         from agentopt.sandbox.ray_backend import RaySandbox  # deferred: load only the backend asked for
 
-        return RaySandbox(address=spec.ray_address)
+        return RaySandbox(address=spec.ray_address, local_kwargs={"pids_max": spec.max_processes})
     raise SandboxError(f"unknown sandbox.kind {spec.kind!r}: use local, docker or ray")

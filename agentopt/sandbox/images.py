@@ -5,9 +5,11 @@ Debian package mirror but no image registry:
 
 * registry build: ``docker build`` of ``sandboxes/Dockerfile.cpu`` / ``Dockerfile.cuda``
   (``FROM python:3.11-slim`` / ``FROM nvidia/cuda``) — needs a reachable registry;
-* offline build (CPU only): ``sandboxes/build_rootfs.sh`` debootstraps a minimal Debian
-  rootfs with python3 + numpy and ``docker import``-s it — needs root, debootstrap and a
-  Debian mirror, nothing else.
+* offline build: ``sandboxes/build_rootfs.sh`` debootstraps a minimal Debian rootfs with
+  python3 + numpy (cpu), or python3 + numpy, numba and numba-cuda[cu12] from PyPI (cuda: the
+  CUDA user-space libraries come as wheels, the driver is mounted by the NVIDIA container
+  toolkit at run time), and ``docker import``-s it — needs root, debootstrap, a Debian mirror
+  and (cuda) a PyPI index, but no image registry.
 
 A tag that already exists is not rebuilt (the build is minutes; the check is milliseconds).
 """
@@ -67,13 +69,11 @@ def image_exists(tag: str, client=None) -> bool:  # noqa: ANN001
 
 
 def _build_offline(kind: str, tag: str) -> None:
-    if kind != "cpu":
-        raise SandboxError("offline builds exist for the cpu image only; build 'cuda' where a registry is reachable")
     script = guest_dir("sandboxes") / "build_rootfs.sh"
     if shutil.which("bash") is None:
         raise SandboxError("offline image build needs bash")
     log.info("building %s offline with %s", tag, script)
-    proc = subprocess.run(["bash", str(script), tag], capture_output=True, text=True, check=False)
+    proc = subprocess.run(["bash", str(script), tag, kind], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SandboxError(f"offline image build failed: {last}")
@@ -99,7 +99,7 @@ def _build_registry(kind: str, tag: str, client) -> None:  # noqa: ANN001
 def build_image(kind: ImageKind, tag: str | None = None, offline: bool = False) -> str:
     """Build (or find) the sandbox image and return its tag.
 
-    ``offline=True`` uses the debootstrap rootfs (cpu only); otherwise the Dockerfile is built
+    ``offline=True`` uses the debootstrap rootfs (cpu or cuda); otherwise the Dockerfile is built
     through the engine, which pulls the base image from a registry.
     """
     tag = tag or default_tag(kind)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agentopt.sandbox.images", description=main.__doc__)
     parser.add_argument("kind", choices=sorted(DEFAULT_TAGS))
     parser.add_argument("--tag", default=None)
-    parser.add_argument("--offline", action="store_true", help="debootstrap rootfs + docker import (cpu)")
+    parser.add_argument("--offline", action="store_true", help="debootstrap rootfs + docker import")
     args = parser.parse_args(argv)
     try:
         return run_sandbox_build_cli(args.kind, args.tag, args.offline)
