@@ -210,3 +210,37 @@ def test_gpu_timing_end_to_end_on_a_real_gpu() -> None:  # pragma: no cover - GP
     assert result.metrics["gpu"] == 1.0 and result.metrics["flagged"] == 0.0
     assert result.score is not None and result.score > 0
     assert "device" in result.feedback and result.artifacts.get("device")
+
+
+def _docker_gpu_reason() -> str | None:
+    reason = _gpu_reason()
+    if reason:
+        return reason
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    runtimes = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True)
+    if runtimes.returncode != 0 or "nvidia" not in runtimes.stdout:
+        return "the Docker engine has no NVIDIA runtime (nvidia-container-toolkit)"
+    from agentopt.sandbox.images import default_tag
+
+    if subprocess.run(["docker", "image", "inspect", default_tag("cuda")], capture_output=True).returncode != 0:
+        return f"no {default_tag('cuda')} image (agentopt sandbox build cuda)"
+    return None
+
+
+@pytest.mark.skipif(_docker_gpu_reason() is not None, reason=f"docker GPU passthrough: {_docker_gpu_reason()}")
+def test_gpu_passthrough_times_the_kernel_in_docker() -> None:  # pragma: no cover - GPU hosts only
+    spec = load_task(TASK / "task_gpu.yaml")
+    spec.sandbox.kind = "docker"
+    sandbox = make_sandbox(spec.sandbox)
+
+    async def go():
+        try:
+            return await evaluate_program(sandbox, spec, spec.program)
+        finally:
+            await sandbox.close()
+
+    result = asyncio.run(go())
+    assert result.error is None, result.error
+    assert result.metrics["gpu"] == 1.0 and result.score is not None and result.score > 0
+    assert result.artifacts.get("device")  # the device the speed was measured on is recorded
