@@ -105,6 +105,11 @@ def _pick_run_dir(spec: Any, output: Path | None) -> Path:
     if output is not None:
         if (output / "programs.db").exists():
             raise AgentoptError(f"{output} already holds a run: continue it with `agentopt resume {output}`")
+        if output.exists() and not output.is_dir():
+            raise AgentoptError(f"{output} is a file, not a results folder")
+        # A run that failed before its first evaluation (unreachable LLM) leaves only these.
+        if output.is_dir() and {p.name for p in output.iterdir()} - {"task.json", "llm_cache.jsonl"}:
+            raise AgentoptError(f"{output} is not empty and holds no run; pass a new or empty folder to --output")
         return output
     base = spec.resolved_output_dir()
     candidate, n = base, 1
@@ -115,24 +120,35 @@ def _pick_run_dir(spec: Any, output: Path | None) -> Path:
 
 
 def _run_with_progress(spec: Any, run_dir: Path, iterations: int | None, quiet: bool) -> Any:
-    """Start or continue the run in ``run_dir`` with a live display; Ctrl-C keeps everything."""
-    import asyncio
-
+    """Start or continue the run in ``run_dir`` with a live display; Ctrl-C keeps everything
+    and exits 130, within a bounded time even if a clean stop does not come (cli_signals)."""
     from agentopt.cli_progress import RichReporter
+    from agentopt.cli_signals import run_interruptible
     from agentopt.evolve.api import run_async
 
     reporter = RichReporter(console, enabled=not quiet)
     reporter.run_dir = run_dir
+
+    def forced(why: str) -> None:
+        reporter.close()
+        err_console.print(
+            f"[yellow]interrupted[/] ({why}): stopped at once; every evaluated program is stored; "
+            f"continue with `agentopt resume {run_dir}`",
+            highlight=False,
+        )
+
     try:
-        summary = asyncio.run(run_async(spec, run_dir, iterations=iterations, reporter=reporter))
+        return run_interruptible(
+            run_async(spec, run_dir, iterations=iterations, reporter=reporter), on_force=forced
+        )
     except KeyboardInterrupt:
         reporter.close()
         err_console.print(
             f"[yellow]interrupted[/]: everything evaluated is kept; continue with `agentopt resume {run_dir}`"
         )
         raise typer.Exit(130) from None
-    reporter.close()
-    return summary
+    finally:
+        reporter.close()  # also when the run aborts: the live display must not eat the error line
 
 
 @app.command()
@@ -142,11 +158,20 @@ def evolve(
     iterations: Annotated[int | None, typer.Option("--iterations", "-n", help="Override search.iterations.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Results folder (default runs/<task>).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", envvar="AGENTOPT_MODEL", help="Use this one model instead of llm.models."),
+    ] = None,
+    api_base: Annotated[
+        str | None,
+        typer.Option("--api-base", envvar="AGENTOPT_API_BASE", help="Send LLM requests to this endpoint."),
+    ] = None,
 ) -> None:
     """Evolve the task's program and write the best one and a summary to the results folder."""
+    from agentopt.evolve.api import with_llm_overrides
     from agentopt.targets import load_any
 
-    spec = load_any(task)
+    spec = with_llm_overrides(load_any(task), model=model, api_base=api_base)
     _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet))
 
 
@@ -158,16 +183,31 @@ def resume(
         int | None, typer.Option("--iterations", "-n", help="New total number of iterations.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", envvar="AGENTOPT_MODEL", help="Continue with this one model instead."),
+    ] = None,
+    api_base: Annotated[
+        str | None,
+        typer.Option("--api-base", envvar="AGENTOPT_API_BASE", help="Send LLM requests to this endpoint."),
+    ] = None,
 ) -> None:
     """Continue a stopped or finished run where it left off."""
+    from agentopt.evolve.api import with_llm_overrides
     from agentopt.evolve.controller import load_task_snapshot
 
-    _print_summary(_run_with_progress(load_task_snapshot(run_dir), run_dir, iterations, quiet))
+    spec = with_llm_overrides(load_task_snapshot(run_dir), model=model, api_base=api_base)
+    _print_summary(_run_with_progress(spec, run_dir, iterations, quiet))
 
 
 @app.command()
 @_one_line_errors
-def validate(task: Annotated[Path, typer.Argument(help="task.yaml to check.")]) -> None:
+def validate(
+    task: Annotated[Path, typer.Argument(help="task.yaml to check.")],
+    run: Annotated[
+        bool, typer.Option("--run", help="Also evaluate the initial program once (exit 1 when it fails).")
+    ] = False,
+) -> None:
     """Check a task file: schema, paths, EVOLVE-BLOCK markers. Exit 2 with one line on error."""
     from agentopt.targets import load_any
 
@@ -179,6 +219,36 @@ def validate(task: Annotated[Path, typer.Argument(help="task.yaml to check.")]) 
         f"{spec.search.iterations} iterations, {spec.objective.direction} {spec.objective.metric}",
         highlight=False,
     )
+    if run:
+        _validate_run(spec)
+
+
+def _validate_run(spec: Any) -> None:
+    """Evaluate the initial program once in the task's sandbox and show what came back."""
+    import asyncio
+
+    from agentopt.evolve.api import evaluate_initial
+    from agentopt.evolve.health import output_tail
+
+    result = asyncio.run(evaluate_initial(spec))
+    if result.error is None:
+        metrics = ", ".join(f"{k}={v:.6g}" for k, v in sorted(result.metrics.items())[:12])
+        console.print(
+            f"[green]ok[/]: initial program scores {spec.objective.metric} = {result.score:.6g} "
+            f"in {result.wall_s:.2f}s ({_inert(metrics)})",
+            highlight=False,
+        )
+        return
+    err_console.print(
+        f"[bold red]initial program failed[/] ({result.error_kind}): {_inert(result.error)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    tail = output_tail(result.stderr, result.stdout)
+    if tail:
+        err_console.print("guest output (last lines):", highlight=False)
+        err_console.print(tail, highlight=False, markup=False, soft_wrap=True)  # output_tail made it inert
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -205,6 +275,7 @@ def report(
     if summary is None:
         raise AgentoptError(f"{run_dir}: no summary.json (not a run folder, or the run never started)")
     _print_summary(summary)
+    _print_failures(run_dir)
     from agentopt.evolve.report import write_html_report
 
     path = write_html_report(run_dir, html or run_dir / "report.html")
@@ -317,6 +388,31 @@ def import_openevolve(
     raise typer.Exit(run_import_cli(directory, force))
 
 
+def _print_failures(run_dir: Path, groups_shown: int = 10, examples: int = 3, tail_lines: int = 8) -> None:
+    """Failure reasons grouped with counts, and the guest's last output for the top groups."""
+    from rich.table import Table
+
+    from agentopt.evolve.failures import open_failure_groups
+
+    groups = open_failure_groups(run_dir)
+    if not groups:
+        return
+    table = Table(title="why candidates failed (grouped)", title_justify="left")
+    for column in ("count", "where", "kind", "reason", "example"):
+        table.add_column(column)
+    for g in groups[:groups_shown]:
+        table.add_row(str(g.count), g.source, _inert(g.kind), _inert(g.reason), f"iteration {g.example_iteration}")
+    console.print(table)
+    if len(groups) > groups_shown:
+        console.print(f"({len(groups) - groups_shown} more reasons in the HTML report)", highlight=False)
+    for g in [g for g in groups if g.source == "evaluation" and g.example_output][:examples]:
+        lines = [line for line in g.example_output.splitlines() if line.strip()][-tail_lines:]
+        console.print(f"[bold]iteration {g.example_iteration}[/] ({_inert(g.kind)}): {_inert(g.example_error[:300])}",
+                      highlight=False)
+        for line in lines:
+            console.print("  " + line, markup=False, highlight=False)  # output_tail is already inert
+
+
 def _print_summary(summary: Any) -> None:
     from rich.table import Table
 
@@ -332,8 +428,12 @@ def _print_summary(summary: Any) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Ctrl-C outside a run (while starting up) exits 130 quietly."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

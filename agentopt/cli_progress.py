@@ -7,7 +7,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from agentopt.textsafe import strip_control
 
@@ -28,9 +35,11 @@ class RichReporter:
         self._progress: Progress | None = None
         self._task_id: Any = None
         self._best: float | None = None
+        self._done = 0
 
     def start(self, *, total: int, done: int, mutator: str) -> None:
         self.console.print(f"[bold]agentopt[/] evolving with [cyan]{escape(mutator)}[/] → {self.run_dir}", highlight=False)
+        self._done = done
         if not self.enabled:
             return
         self._progress = Progress(
@@ -42,6 +51,8 @@ class RichReporter:
             TextColumn("fail {task.fields[failures]}"),
             TextColumn("cache {task.fields[hits]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
@@ -54,15 +65,19 @@ class RichReporter:
         self.console.print(inert(text), highlight=False)
 
     def update(self, *, iteration: int, program: Any, best: Any, stats: Any) -> None:
+        """One finished iteration: ``program`` is None when the child was rejected (a reply or
+        mutation that produced no program), which still advances the bar."""
         best_score = best.score if best is not None else None
-        if best_score is not None and best_score != self._best and self._best is not None and not self.enabled:
-            self.console.print(f"iteration {iteration}: new best {best_score:.6g}")
+        if best_score is not None and best_score != self._best and self._best is not None:
+            # Printed above the live bar in a terminal, as a plain line otherwise.
+            self.console.print(f"iteration {iteration}: new best {best_score:.6g}", highlight=False)
         self._best = best_score
+        self._done = max(self._done, iteration)
         if self._progress is None:
             return
         self._progress.update(
             self._task_id,
-            completed=iteration,
+            completed=self._done,
             best="—" if best_score is None else f"{best_score:.6g}",
             rate=f"{stats.evals_per_s():.1f}",
             failures=stats.failures,

@@ -45,20 +45,68 @@ class EvalResult(BaseModel):
 
 
 def _as_number(value: Any) -> float | None:
+    """A finite float, or None. Never raises: a candidate controls these values, and an int
+    too large for a float (``10**400``) must become a recorded artifact, not a crashed run."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, int | float):
-        f = float(value)
+        try:
+            f = float(value)
+        except (OverflowError, ValueError):
+            return None
         return f if math.isfinite(f) else None
     return None
 
 
-def result_from_value(value: dict[str, Any], metric: str = "score", *, exclude_from_mean: tuple[str, ...] = ()) -> EvalResult:
+def _short_repr(value: Any) -> str:
+    """``repr`` that cannot fail or explode: huge ints exceed Python's int-to-str digit limit."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 10_000:
+        return f"<integer of about {int(value.bit_length() * 0.30103)} digits>"
+    try:
+        return repr(value)[:10_000]
+    except (ValueError, OverflowError):
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _returned_names(metrics: dict[str, float], artifacts: dict[str, str]) -> str:
+    names = sorted(set(metrics) | set(artifacts))
+    shown = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+    return shown or "nothing"
+
+
+def score_of(
+    metrics: dict[str, float],
+    metric: str,
+    *,
+    if_missing: str = "error",
+    mean_of: list[str] | None = None,
+) -> float | None:
+    """The objective value of one result: ``metric``; for ``score`` objectives also OpenEvolve's
+    ``combined_score``; with ``if_missing: mean`` (imported OpenEvolve configs) the mean of the
+    metrics named in ``mean_of`` — never silently otherwise, so a mistyped metric fails."""
+    score = metrics.get(metric)
+    if score is None and metric == "score":
+        score = metrics.get("combined_score")
+    if score is None and if_missing == "mean":
+        averaged = [metrics[k] for k in (mean_of if mean_of is not None else list(metrics)) if k in metrics]
+        score = sum(averaged) / len(averaged) if averaged else None
+    return score
+
+
+def result_from_value(
+    value: dict[str, Any],
+    metric: str = "score",
+    *,
+    exclude_from_mean: tuple[str, ...] = (),
+    if_missing: str = "error",
+) -> EvalResult:
     """Map an evaluator's dict to an EvalResult.
 
-    Score: the objective ``metric`` key when present. Otherwise, for ``score`` objectives,
-    OpenEvolve's ``combined_score``; and as OpenEvolve does, the mean of the numeric metrics
-    (booleans such as ``timeout: True`` and MAP-Elites feature dimensions left out).
+    Score: the objective ``metric`` key when present; for ``score`` objectives, OpenEvolve's
+    ``combined_score``. With ``if_missing="mean"`` (set for imported OpenEvolve configs) the
+    mean of the numeric metrics, as OpenEvolve does (booleans such as ``timeout: True`` and
+    MAP-Elites feature dimensions left out); otherwise a missing metric fails the candidate
+    with the names the evaluator did return. A boolean objective value is never a score.
     A numeric ``error`` is a metric; a non-empty string ``error`` marks the candidate failed.
     """
     metrics: dict[str, float] = {}
@@ -72,32 +120,33 @@ def result_from_value(value: dict[str, Any], metric: str = "score", *, exclude_f
         if num is not None:
             metrics[str(key)] = num
         elif isinstance(raw, int | float) and not isinstance(raw, bool):
-            artifacts[str(key)] = repr(raw)  # nan / inf: recorded, never a score
+            artifacts[str(key)] = _short_repr(raw)  # nan / inf / too large: recorded, never a score
         else:
-            artifacts[str(key)] = str(raw)[:10_000]
+            artifacts[str(key)] = raw[:10_000] if isinstance(raw, str) else _short_repr(raw)
     raw_artifacts = value.get("artifacts")
     if isinstance(raw_artifacts, dict):
         for k, v in raw_artifacts.items():
-            artifacts[str(k)] = str(v)[:10_000]
+            artifacts[str(k)] = v[:10_000] if isinstance(v, str) else _short_repr(v)
     feedback = value.get("feedback") or ""
     if not isinstance(feedback, str):
         feedback = str(feedback)
     error = value.get("error")
     error = error if isinstance(error, str) and error.strip() else None
-    score: float | None = metrics.get(metric)
-    if score is None and metric == "score":
-        score = metrics.get("combined_score")
-    if score is None:
-        averaged = [
-            v for k, v in metrics.items() if not isinstance(value.get(k), bool) and k not in exclude_from_mean
-        ]
-        score = sum(averaged) / len(averaged) if averaged else None
     if error:
         return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts, error=error[:2000],
-                          error_kind="evaluator_error")
+                          error_kind="failed_check")
+    objective_raw = value.get(metric, value.get("combined_score") if metric == "score" else None)
+    if isinstance(objective_raw, bool):
+        return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts, error_kind="bad_result",
+                          error=f"evaluator returned a boolean for '{metric}' ({objective_raw}); return a number")
+    mean_of = [k for k in metrics if not isinstance(value.get(k), bool) and k not in exclude_from_mean]
+    score = score_of(metrics, metric, if_missing=if_missing, mean_of=mean_of)
     if score is None:
-        return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts,
-                          error=f"evaluator returned no finite numeric '{metric}'", error_kind="bad_result")
+        if metric in value or (metric == "score" and "combined_score" in value):
+            why = f"evaluator returned a non-finite or non-numeric '{metric}'"
+        else:
+            why = f"evaluator returned no '{metric}' (objective.metric); it returned: {_returned_names(metrics, artifacts)}"
+        return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts, error=why, error_kind="bad_result")
     return EvalResult(metrics=metrics, score=score, feedback=feedback[:20_000], artifacts=artifacts)
 
 
@@ -166,7 +215,9 @@ def job_for(spec: TaskSpec, program_path: Path, function: str) -> SandboxJob:
     )
 
 
-def _from_job(job_result: JobResult, metric: str, stage: int, exclude: tuple[str, ...] = ()) -> EvalResult:
+def _from_job(
+    job_result: JobResult, metric: str, stage: int, exclude: tuple[str, ...] = (), if_missing: str = "error"
+) -> EvalResult:
     if not job_result.ok or job_result.value is None:
         return EvalResult(
             error=job_result.error or "evaluation failed",
@@ -177,7 +228,7 @@ def _from_job(job_result: JobResult, metric: str, stage: int, exclude: tuple[str
             stdout=job_result.stdout,
             stderr=job_result.stderr,
         )
-    result = result_from_value(job_result.value, metric, exclude_from_mean=exclude)
+    result = result_from_value(job_result.value, metric, exclude_from_mean=exclude, if_missing=if_missing)
     return result.model_copy(
         update={
             "stage": stage,
@@ -194,14 +245,17 @@ async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path)
 
     With a cascade, ``evaluate_stage1`` runs first; stage ``i+1`` runs only when stage ``i``'s
     score reaches ``thresholds[i]`` (a missing threshold means "passes when it did not fail").
-    The final result merges the metrics of every stage that ran; its score is the last stage's.
+    The final result merges the metrics of every stage that ran; its score is the last stage's
+    objective value, or with ``objective.if_missing: mean`` and no objective key in any stage,
+    the mean over the merged metrics of all stages (OpenEvolve's rule for cascades).
     """
     metric = spec.objective.metric
+    if_missing = spec.objective.if_missing
     exclude = tuple(spec.search.feature_dimensions)
     functions = evaluator_functions(spec.evaluator)
     stages = [f"evaluate_stage{i}" for i in (1, 2, 3) if f"evaluate_stage{i}" in functions]
     if not spec.cascade.enabled or not stages:
-        return _from_job(await sandbox.run(job_for(spec, program_path, "evaluate")), metric, 0, exclude)
+        return _from_job(await sandbox.run(job_for(spec, program_path, "evaluate")), metric, 0, exclude, if_missing)
     # A final full `evaluate` runs after the stages when the evaluator defines it (unless the
     # task says the stages are the whole evaluation, as OpenEvolve's cascade does).
     if "evaluate" in functions and spec.cascade.final_evaluate:
@@ -210,10 +264,15 @@ async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path)
     feedback: list[str] = []
     result = EvalResult(error="no stage ran", error_kind="bad_result")
     wall = 0.0
+    mean_keys: dict[str, None] = {}  # numeric, non-boolean metrics of every stage (OpenEvolve's mean)
     for index, function in enumerate(stages, start=1):
-        result = _from_job(await sandbox.run(job_for(spec, program_path, function)), metric, index, exclude)
+        job_result = await sandbox.run(job_for(spec, program_path, function))
+        result = _from_job(job_result, metric, index, exclude, if_missing)
         wall += result.wall_s
         merged.update(result.metrics)
+        for key, raw in (job_result.value or {}).items():
+            if key in result.metrics and not isinstance(raw, bool) and key not in exclude:
+                mean_keys[key] = None
         if result.feedback:
             feedback.append(result.feedback)
         if result.error is not None:
@@ -225,4 +284,7 @@ async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path)
             if not passed:
                 feedback.append(f"stopped after stage {index}: score {result.score:.6g} did not reach {limit:g}")
                 break
-    return result.model_copy(update={"metrics": merged, "feedback": "\n".join(feedback), "wall_s": wall})
+    update: dict[str, Any] = {"metrics": merged, "feedback": "\n".join(feedback), "wall_s": wall}
+    if result.error is None and if_missing == "mean":
+        update["score"] = score_of(merged, metric, if_missing="mean", mean_of=list(mean_keys))
+    return result.model_copy(update=update)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,11 @@ class Objective(StrictModel):
 
     metric: str = Field("score", description="Key of the evaluator's returned dict to optimize.")
     direction: Literal["maximize", "minimize"] = "maximize"
+    if_missing: Literal["error", "mean"] = Field(
+        "error",
+        description="When a result lacks 'metric': error (the candidate fails, naming the keys the evaluator "
+        "returned) or mean (OpenEvolve's rule: the mean of the numeric metrics; set for imported OpenEvolve configs).",
+    )
 
     def better(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly better than ``b``."""
@@ -97,12 +103,15 @@ class GpuRequest:
 
 class SandboxSpec(StrictModel):
     kind: Literal["local", "docker", "ray"] = "local"
-    timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit per evaluation (whole process tree).")
-    memory_mb: int = Field(2048, gt=16, description="Address-space / container memory cap.")
+    # Upper bounds keep absurd values (1e308 s, 1e20 MB) from overflowing timers and rlimits.
+    timeout_s: float = Field(
+        60.0, gt=0, le=604_800, description="Wall-clock limit per evaluation (whole process tree), at most 7 days."
+    )
+    memory_mb: int = Field(2048, gt=16, le=16_777_216, description="Address-space / container memory cap (<= 16 TiB).")
     network: bool = Field(False, description="Allow network access inside the sandbox.")
     gpus: GpuValue = Field(None, description="'all', a count, or device ids.")
-    cpus: float | None = Field(None, gt=0)
-    max_disk_mb: int = Field(512, gt=0, description="Cap on the work dir's disk use.")
+    cpus: float | None = Field(None, gt=0, le=4096)
+    max_disk_mb: int = Field(512, gt=0, le=16_777_216, description="Cap on the work dir's disk use.")
     max_processes: int = Field(
         128,
         ge=8,
@@ -124,13 +133,25 @@ class ModelSpec(StrictModel):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the key (never the key itself)."
     )
+    # Prices for models litellm does not know (local servers, custom names), so max_usd works.
+    usd_per_million_input_tokens: float | None = Field(
+        None, ge=0, description="Price of prompt tokens, USD per million; overrides litellm's price map."
+    )
+    usd_per_million_output_tokens: float | None = Field(
+        None, ge=0, description="Price of completion tokens, USD per million; overrides litellm's price map."
+    )
+
+    @property
+    def priced(self) -> bool:
+        """True when the task itself says what this model costs."""
+        return self.usd_per_million_input_tokens is not None or self.usd_per_million_output_tokens is not None
 
 
 class LLMSpec(StrictModel):
     models: list[ModelSpec] = Field(default_factory=list)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(4096, gt=0)
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0, le=86_400)
     max_retries: int = Field(4, ge=0)
     concurrency: int = Field(4, ge=1, description="LLM calls in flight at once.")
     selection: Literal["weighted", "bandit"] = Field(
@@ -148,7 +169,12 @@ class LLMSpec(StrictModel):
     meta_prompt_interval: int = Field(10, ge=1, description="Ask the LLM for a new prompt variant every N iterations.")
     meta_prompt_max_variants: int = Field(8, ge=2, description="Size of the prompt-variant archive.")
     cache: Path | None = Field(None, description="Request cache file (JSONL); enables offline replay.")
-    replay_only: bool = Field(False, description="Serve only from the cache; a miss is an error.")
+    replay_only: bool = Field(False, description="Serve only from the cache; a miss stops the run with an error.")
+    fallback_to_symbolic: bool = Field(
+        False,
+        description="When the configured models cannot be reached (no key, server down), evolve with the built-in "
+        "symbolic mutator instead of failing. Off by default so a CI run never passes without its LLM.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -169,7 +195,7 @@ class BudgetSpec(StrictModel):
 
 
 class SearchSpec(StrictModel):
-    iterations: int = Field(100, ge=0)
+    iterations: int = Field(100, ge=0, le=1_000_000_000)
     seed: int = 0
     mode: Literal["diff", "rewrite"] = Field("diff", description="SEARCH/REPLACE diffs or full rewrites.")
     mutator: Literal["auto", "llm", "symbolic"] = Field(
@@ -196,6 +222,14 @@ class SearchSpec(StrictModel):
     num_top_programs: int = Field(3, ge=0)
     num_diverse_programs: int = Field(2, ge=0)
     max_code_length: int = Field(20000, gt=0)
+    max_failure_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Stop with an error when more than this fraction of the last failure_window evaluated "
+        "candidates failed (a broken setup should not burn the budget); null: never.",
+    )
+    failure_window: int = Field(20, ge=2, description="Evaluations max_failure_rate looks back over.")
     novelty_threshold: float = Field(
         0.0, ge=0, le=1, description="Reject children whose code distance to an island program is below this (0: off)."
     )
@@ -292,7 +326,9 @@ def _first_error_line(err: ValidationError, source: Path) -> str:
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
     else:
-        msg = f"key '{loc}': {first['msg']}"
+        # pydantic names Python classes in some messages ("... for <class 'pathlib.Path'>")
+        text = re.sub(r"\s*for <class '[\w.]+'>", "", str(first["msg"]))
+        msg = f"key '{loc}': {text}"
     more = len(err.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{source}: {msg}{suffix}"
@@ -366,24 +402,70 @@ def _check_program_dir(spec: TaskSpec, task_file: Path) -> None:
             raise TaskError(f"{task_file}: key 'program_files.{i}': file not found: {root / rel}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys: YAML keeps the last one silently, so a
+    task with two ``search:`` sections would quietly lose the first."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: the schema rejects it later
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}'", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml_file(path: Path, *, what: str = "task file") -> Any:
+    """Parse a YAML config with one-line errors that name the file: missing, a folder (with the
+    file inside it to pass instead), not UTF-8 text, empty, invalid YAML, duplicate keys."""
+    path = Path(path)
+    if path.is_dir():
+        inside = [path / n for n in ("task.yaml", "config.yaml") if (path / n).is_file()]
+        hint = f"; pass {inside[0]}" if inside else " (it holds no task.yaml or config.yaml)"
+        raise TaskError(f"{path}: is a folder, not a {what}{hint}")
+    if not path.is_file():
+        raise TaskError(f"{path}: {what} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise TaskError(f"{path}: not a text {what} (invalid UTF-8 at byte {err.start})") from None
+    except OSError as err:
+        raise TaskError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
+    if "\x00" in text:
+        raise TaskError(f"{path}: not a text {what} (it contains NUL bytes)")
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise TaskError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        raise TaskError(f"{path}: the {what} is empty (see `agentopt init` for a starting point)")
+    return data
+
+
 def read_task_file(path: str | Path) -> tuple[Path, Any]:
     """Parse a YAML task file into plain data; raise :class:`TaskError` with one line on any problem.
 
     Shared by :func:`load_task` and :func:`agentopt.targets.load_any`, so every task format
-    reports a missing file or broken YAML the same way. An empty file reads as ``{}`` so the
-    schema (or a translator) can say what is missing.
+    reports a missing file, a folder, binary content, an empty file, broken YAML or duplicate
+    keys the same way (:func:`read_yaml_file`). An empty file is an error, never a config with
+    every default (that once started a 10000-iteration OpenEvolve run).
     """
     task_file = Path(path)
-    if not task_file.is_file():
-        raise TaskError(f"{task_file}: task file not found")
-    try:
-        data = yaml.safe_load(task_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise TaskError(f"{task_file}:{where}: invalid YAML: {problem}") from None
-    return task_file, ({} if data is None else data)
+    return task_file, read_yaml_file(task_file)
 
 
 def load_task(path: str | Path) -> TaskSpec:

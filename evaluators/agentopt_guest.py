@@ -375,6 +375,13 @@ def _child_main(req_fd: int, resp_fd: int, program_path: str) -> int:
             data = encode({"id": obj.get("id"), "ok": False, "kind": "bad_output", "error": _exc_line(exc)}).encode()
         _write(_str(_len(data)).encode() + b"\n" + data)
 
+    # stdout is a pipe here (block-buffered): line-buffer it so the candidate's prints reach the
+    # job's stderr as they happen, and survive into the stored output tail when a call fails.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
     program_dir = os.path.dirname(os.path.abspath(program_path))
     sys.path.insert(0, program_dir)
     try:

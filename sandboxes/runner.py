@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import traceback
 from typing import Any
 
 PROTOCOL = 1
@@ -134,6 +135,22 @@ def _write_frame(fd: int, nonce: str, body: dict[str, Any]) -> None:
         view = view[os.write(fd, view):]
 
 
+def _print_traceback() -> None:
+    """The full traceback on stderr: the host keeps its tail per failed candidate, which
+    says which line of the evaluator (or the candidate) failed; the frame carries one line."""
+    try:
+        etype, exc, tb = sys.exc_info()
+        # The runner's own frames and importlib's are noise: keep the evaluator's and the candidate's.
+        frames = [f for f in traceback.extract_tb(tb)
+                  if f.filename != __file__ and not f.filename.startswith("<frozen")]
+        lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                 *traceback.format_exception_only(etype, exc)]
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - a broken stderr must not cost the result frame
+        pass
+
+
 def _run(job: dict[str, Any]) -> dict[str, Any]:
     """Import the evaluator and call it; map every failure to an error body."""
     lib_dir = job.get("lib_dir")
@@ -159,10 +176,12 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     except MemoryError as exc:
         return {"ok": False, "error_kind": "memory", "error": _exc_line(exc)}
     except RecursionError as exc:
+        _print_traceback()
         return {"ok": False, "error_kind": "evaluator_error", "error": _exc_line(exc)}
     except _BadResult as exc:
         return {"ok": False, "error_kind": "bad_result", "error": str(exc)}
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt too: never skip the frame
+        _print_traceback()
         return {"ok": False, "error_kind": "evaluator_error", "error": _exc_line(exc)}
     try:
         return {"ok": True, "value": _jsonable(value)}

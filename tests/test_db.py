@@ -375,6 +375,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     con = sqlite3.connect(path)  # turn it back into a schema-1 file
     con.execute("DROP INDEX programs_func_hash")
     con.execute("ALTER TABLE programs DROP COLUMN func_hash")
+    con.execute("ALTER TABLE programs DROP COLUMN output_tail")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -384,8 +385,27 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         assert db.find_by_hash(func_hash="f1").iteration == 1  # type: ignore[union-attr]
         assert db.best().iteration == 1  # type: ignore[union-attr]
     con = sqlite3.connect(path)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
     con.close()
+
+
+def test_version_2_file_gains_output_tail_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with open_db(path) as db:
+        db.add(make(0, 1.0, code_hash="c0", norm_hash="n0"))
+    con = sqlite3.connect(path)  # a schema-2 file: no output_tail column
+    con.execute("ALTER TABLE programs DROP COLUMN output_tail")
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with open_db(path) as db:
+        assert db.get(make(0, 0).id).output_tail == ""  # type: ignore[union-attr]
+        failed = make(1, 0.0, code_hash="c1", norm_hash="n1").model_copy(
+            update={"score": None, "error": "boom", "error_kind": "crash", "output_tail": "Traceback ...\nboom"}
+        )
+        db.add(failed)
+    with open_db(path) as db:
+        assert db.get(failed.id).output_tail == "Traceback ...\nboom"  # type: ignore[union-attr]
 
 
 def test_llm_calls_rejections_and_state(tmp_path: Path) -> None:

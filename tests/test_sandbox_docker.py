@@ -173,7 +173,7 @@ def test_timeout_kills_and_removes_container(cold: DockerSandbox, files: dict[st
     t0 = time.monotonic()
     r = _run(cold, _job(files, "loop", timeout_s=1.5))
     assert not r.ok and r.error_kind == "timeout", r
-    assert time.monotonic() - t0 < 8.0
+    assert time.monotonic() - t0 < 60.0  # the guest loops forever: a hang detector, not a speed claim
     assert _owned_containers(cold) == [], "timed-out container was left behind"
 
 
@@ -303,4 +303,4 @@ def test_factory_and_build_cache(capsys: pytest.CaptureFixture[str]) -> None:
     t0 = time.monotonic()
     assert run_sandbox_build_cli("cpu", IMAGE, offline=True) == 0
     assert f"{IMAGE}: already present" in capsys.readouterr().out
-    assert time.monotonic() - t0 < 5.0
+    assert time.monotonic() - t0 < 60.0  # no rebuild (that takes minutes); not a speed claim

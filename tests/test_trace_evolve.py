@@ -59,7 +59,8 @@ def test_hyperparam_workflow_evolves_offline_with_symbolic_mutator(tmp_path: Pat
     assert best != candidate.read_text()
     assert load_any(config).program == candidate  # reloading regenerates the same files
     resumed = resume(tmp_path / "run", iterations=4)  # the generated files survive for resume
-    assert resumed.iterations == 4 and resumed.evaluations == 1 and resumed.failures == 0
+    assert resumed.iterations == 4 and resumed.evaluations == 5 and resumed.session_evaluations == 1
+    assert resumed.failures == 0
 
 
 def test_code_param_is_fixed_by_llm_diff_and_prompt_gets_graph_feedback(tmp_path: Path, scripted_llm) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from agentopt.errors import AgentoptError, SandboxError
+from agentopt.evaluate import EvalResult, evaluate_program
+from agentopt.evolve.bundle import read_bundle, write_bundle
 from agentopt.evolve.controller import (
     EvolutionController,
     NullReporter,
@@ -28,14 +31,28 @@ from agentopt.llm.client import LLMClient
 from agentopt.llm.local_server import LocalServerError, resolve_local_models
 from agentopt.sandbox.factory import make_sandbox
 from agentopt.sandbox.requirements import format_missing, missing_requirements
+from agentopt.sandbox.used_imports import split_used
 from agentopt.targets import load_any
-from agentopt.task import TaskSpec
+from agentopt.task import ModelSpec, TaskSpec
 
 log = logging.getLogger(__name__)
 
 
+_FALLBACK_HINT = "set llm.fallback_to_symbolic: true to evolve with the built-in symbolic mutator instead"
+
+
+def _unreachable(spec: TaskSpec, problem: str, reporter: Reporter) -> Proposer:
+    """Configured models that cannot be reached are an error (a CI run must not pass on the
+    symbolic mutator by accident) unless the task allows the fallback."""
+    if spec.search.mutator == "llm" or not spec.llm.fallback_to_symbolic:
+        raise AgentoptError(f"LLM unreachable: {problem}; {_FALLBACK_HINT}")
+    reporter.message(f"LLM unreachable ({problem}): evolving with the built-in symbolic mutator")
+    return SymbolicProposer(spec)
+
+
 async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> Proposer:
-    """LLM proposer when a model is configured and answers; else the symbolic mutator."""
+    """LLM proposer when a model is configured (and answers); the symbolic mutator when none is
+    configured, or when none answers and ``llm.fallback_to_symbolic`` allows it."""
     mode = spec.search.mutator
     if mode == "symbolic":
         return SymbolicProposer(spec)
@@ -44,11 +61,10 @@ async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> P
             raise AgentoptError("search.mutator is 'llm' but no llm.models are configured")
         reporter.message("no LLM model configured: evolving with the built-in symbolic mutator")
         return SymbolicProposer(spec)
-
     try:  # `local/<name>` models: start or attach a llama.cpp server and fill in its api_base
         spec = spec.model_copy(update={"llm": await asyncio.to_thread(resolve_local_models, spec.llm)})
     except LocalServerError as err:
-        if mode == "llm":
+        if mode == "llm" or not spec.llm.fallback_to_symbolic:
             raise
         reporter.message(f"local model unavailable ({err}): evolving with the built-in symbolic mutator")
         return SymbolicProposer(spec)
@@ -60,23 +76,93 @@ async def _make_proposer(spec: TaskSpec, run_dir: Path, reporter: Reporter) -> P
     if not spec.llm.replay_only:
         problem = await client.check_reachable(timeout_s=min(spec.llm.timeout_s, 30.0))
         if problem is not None:
-            if mode == "llm":
-                raise AgentoptError(f"LLM unreachable: {problem}")
-            reporter.message(f"LLM unreachable ({problem}): evolving with the built-in symbolic mutator")
             await client.aclose()
-            return SymbolicProposer(spec)
+            return _unreachable(spec, problem, reporter)
+    if budget.max_usd is not None:
+        unpriced = await client.unpriced_models()
+        if unpriced:
+            reporter.message(
+                f"warning: search.budget.max_usd cannot limit {', '.join(unpriced)}: no known price, so their calls "
+                "count as $0; set usd_per_million_input_tokens / usd_per_million_output_tokens in the model entry"
+            )
     return LLMProposer(spec, client, ledger)
 
 
-def _check_requirements(spec: TaskSpec) -> None:
-    """Say exactly which evaluator packages are missing before the first evaluation, not after."""
+def _check_requirements(spec: TaskSpec, reporter: Reporter) -> None:
+    """Say exactly which evaluator packages are missing before the first evaluation, not after.
+
+    Only a missing package that the evaluator, the program or an extra Python file imports
+    stops the run; one nothing imports (OpenEvolve examples list whole-example requirements)
+    is a warning."""
     if not spec.sandbox.requirements or spec.sandbox.kind != "local":
         return  # docker images carry their own packages; ray workers check on their node
 
     missing = missing_requirements(spec.sandbox.requirements)
-    if missing:
-        req_file = spec.evaluator.parent / "requirements.txt"
-        raise SandboxError(format_missing(missing, req_file if req_file.is_file() else None))
+    if not missing:
+        return
+    used, unused = split_used(missing, _python_sources(spec))
+    req_file = spec.evaluator.parent / "requirements.txt"
+    where = req_file if req_file.is_file() else None
+    if unused:
+        reporter.message(
+            f"warning: {format_missing(unused, where)}; nothing in the evaluator or program imports them, so the run goes on"
+        )
+    if used:
+        raise SandboxError(format_missing(used, where))
+
+
+def _python_sources(spec: TaskSpec) -> list[Path]:
+    """The Python files whose imports decide which requirements matter."""
+    roots = [spec.evaluator, spec.program, *spec.extra_files]
+    files: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            files.extend(sorted(root.rglob("*.py"))[:500])
+        elif root.suffix == ".py":
+            files.append(root)
+    return files
+
+
+async def evaluate_initial(spec: TaskSpec) -> EvalResult:
+    """Evaluate the task's initial program once, as a run would (``validate --run``): the
+    quickest way to see an evaluator's syntax error, missing function or wrong return type."""
+    _check_requirements(spec, NullReporter())
+    sandbox = _make_sandbox(spec)
+    try:
+        with tempfile.TemporaryDirectory(prefix="agentopt-validate-") as tmp:
+            path = Path(tmp) / f"initial{spec.program.suffix or '.py'}"
+            if spec.multi_file:
+                path = write_bundle(read_bundle(spec.program, list(spec.program_files)), Path(tmp) / "initial")
+            else:
+                path.write_text(spec.program.read_text(encoding="utf-8"), encoding="utf-8")
+            return await evaluate_program(sandbox, spec, path)
+    finally:
+        await sandbox.close()
+
+
+def with_llm_overrides(spec: TaskSpec, *, model: str | None = None, api_base: str | None = None) -> TaskSpec:
+    """Point a task at another endpoint or model without editing it (``--model``/``--api-base``,
+    or ``AGENTOPT_MODEL``/``AGENTOPT_API_BASE``), as OpenEvolve's CLI allows.
+
+    ``model`` replaces the model list with that one model (keeping the first model's key
+    variable); a bare name sent to an ``api_base`` gets litellm's ``openai/`` prefix, as
+    OpenAI-compatible servers need. ``api_base`` alone re-points every configured model."""
+    if not model and not api_base:
+        return spec
+    models = list(spec.llm.models)
+    if model:
+        first = models[0] if models else None
+        base = api_base or (first.api_base if first else None)
+        name = model.strip()
+        if base and "/" not in name:
+            name = f"openai/{name}"
+        models = [ModelSpec(name=name, api_base=base, api_key_env=first.api_key_env if first else None)]
+    elif not models:
+        raise AgentoptError("--api-base needs a model: the task configures no llm.models (add --model NAME)")
+    else:
+        models = [m.model_copy(update={"api_base": api_base}) for m in models]
+    return spec.model_copy(update={"llm": spec.llm.model_copy(update={"models": models})})
 
 
 def _make_sandbox(spec: TaskSpec) -> Any:
@@ -95,7 +181,7 @@ async def run_async(
     save_task_snapshot(spec, run_dir)
     for warning in spec.load_warnings:
         reporter.message(f"warning: {warning}")
-    _check_requirements(spec)
+    _check_requirements(spec, reporter)
     sandbox = _make_sandbox(spec)
     proposer = await _make_proposer(spec, run_dir, reporter)
     controller = EvolutionController(

@@ -38,6 +38,7 @@ from agentopt.evolve.bundle import (
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
+from agentopt.evolve.health import FailureRate, RunAborted, initial_failure, output_tail
 from agentopt.evolve.proposal import Child, Proposer
 from agentopt.evolve.summary import RunSummary, write_outputs
 from agentopt.sandbox.base import Sandbox
@@ -53,6 +54,8 @@ STATE_NO_IMPROVE = "iterations_without_improvement"
 STATE_PENDING = "pending_batch"
 STATE_EVALUATIONS = "evaluations_total"
 STATE_CACHE = "equivalence_cache"
+STATE_TOTAL_ITERATIONS = "total_iterations"  # the last explicit -n, so resume keeps it
+STATE_TOTALS = "run_totals"  # failures / cache hits / rejected replies over every session
 CACHE_KINDS = ("exact", "normalized", "functional")
 
 
@@ -61,7 +64,8 @@ class Reporter(Protocol):
 
     def start(self, *, total: int, done: int, mutator: str) -> None: ...
     def message(self, text: str) -> None: ...
-    def update(self, *, iteration: int, program: Program, best: Program | None, stats: RunStats) -> None: ...
+    def update(self, *, iteration: int, program: Program | None, best: Program | None, stats: RunStats) -> None:
+        """One iteration committed; ``program`` is None for a rejected child (no program)."""
     def finish(self, summary: RunSummary) -> None: ...
 
 
@@ -124,8 +128,18 @@ class EvolutionController:
         self.sandbox = sandbox
         self.proposer: Proposer = proposer
         self.reporter = reporter or NullReporter()
-        self.total_iterations = spec.search.iterations if iterations is None else iterations
         self.db = ProgramDB.open(run_dir / "programs.db", objective=spec.objective, search=spec.search)
+        # `evolve -n 400` then `resume`: the run's target stays 400 (an explicit -n replaces it).
+        stored_total = self.db.get_state(STATE_TOTAL_ITERATIONS)
+        if iterations is not None:
+            self.total_iterations = iterations
+            self.db.set_state(STATE_TOTAL_ITERATIONS, iterations)
+        else:
+            self.total_iterations = int(stored_total) if stored_total is not None else spec.search.iterations
+        self._totals: dict[str, int] = {"failures": 0, "cache_hits": 0, "rejected_replies": 0}
+        self._totals.update({k: int(v) for k, v in (self.db.get_state(STATE_TOTALS, {}) or {}).items()})
+        self._failure_rate = FailureRate(spec.search.max_failure_rate, spec.search.failure_window)
+        self._abort: str | None = None
         self.stats = RunStats(wall_before=float(self.db.get_state(STATE_STARTED_AT, 0.0)))
         self.work_dir = run_dir / ".work"
         self._stop_reason: str | None = None
@@ -225,6 +239,7 @@ class EvolutionController:
             artifacts=result.artifacts,
             error=result.error,
             error_kind=result.error_kind,
+            output_tail=output_tail(result.stderr, result.stdout) if result.error is not None else "",
             stage=result.stage,
             code_hash=exact_hash(code),
             norm_hash=norm,
@@ -276,6 +291,9 @@ class EvolutionController:
     # ------------------------------------------------------------------ steps
     async def _ensure_initial(self) -> None:
         if self.db.count() > 0:
+            stored = next(iter(self.db.programs(order="iteration")), None)
+            if stored is not None and initial_failure(stored.error, stored.error_kind, "") is not None:
+                await self._recheck_initial()  # the setup was broken last time: is it fixed now?
             return
         try:
             if self.spec.multi_file:
@@ -294,9 +312,31 @@ class EvolutionController:
         self._evaluations_total += 1
         if not program.ok:
             self.stats.failures += 1
+            self._totals["failures"] += 1
             self.reporter.message(f"initial program failed: {program.error}")
+            self._abort = initial_failure(program.error, program.error_kind, program.output_tail)
+            if self._abort:
+                self._show_tail(program.output_tail)
         self.db.set_state(STATE_NEXT_ITERATION, 1)
         self.reporter.update(iteration=0, program=program, best=self.db.best(), stats=self.stats)
+
+    async def _recheck_initial(self) -> None:
+        """Evaluate the initial program again (not stored) when its stored result says the setup
+        was broken; abort again unless the user fixed the evaluator or the task since."""
+        code = next(iter(self.db.programs(order="iteration"))).code
+        result, _, _ = await self._evaluate_code(code, "initial-recheck")
+        tail = output_tail(result.stderr, result.stdout)
+        self._abort = initial_failure(result.error, result.error_kind, tail)
+        if self._abort:
+            self._show_tail(tail)
+
+    def _show_tail(self, tail: str, lines: int = 12) -> None:
+        """The guest's last output lines, one message each (the reporter's one-line contract)."""
+        shown = [line for line in tail.splitlines() if line.strip()][-lines:]
+        if shown:
+            self.reporter.message("guest output (last lines):")
+            for line in shown:
+                self.reporter.message("  " + line[:500])
 
     async def _produce(self, iteration: int) -> Child:
         rng = random.Random(f"{self.spec.search.seed}:{iteration}")
@@ -366,6 +406,7 @@ class EvolutionController:
         self.proposer.observe(child, program)
         if program is None:
             self.stats.rejected_replies += 1
+            self._totals["rejected_replies"] += 1
             reason = child.error or "no child produced"
             if parent_id:
                 self._previous_errors[parent_id] = reason
@@ -376,6 +417,7 @@ class EvolutionController:
                 reply_excerpt=str(child.mutation.get("reply", ""))[:2000],
             )
             self._no_improve += 1
+            self.reporter.update(iteration=child.iteration, program=None, best=self.db.best(), stats=self.stats)
             return
         best_before = self.db.best()
         if outcome != "stored":
@@ -386,12 +428,15 @@ class EvolutionController:
             self.stats.evaluations += 1
             self._evaluations_total += 1
             self._check_isolation(program)
+            self._abort = self._abort or self._failure_rate.record(not program.ok)
         elif outcome == "cache_hit":
             self.stats.cache_hits += 1
+            self._totals["cache_hits"] += 1
             kind = str(program.mutation.get("cache_kind", "normalized"))
             self._cache[kind] = self._cache.get(kind, 0) + 1
         if not program.ok:
             self.stats.failures += 1
+            self._totals["failures"] += 1
             if parent_id and program.error:
                 self._previous_errors[parent_id] = f"child failed evaluation: {program.error}"
         elif parent_id:
@@ -428,6 +473,7 @@ class EvolutionController:
             STATE_NO_IMPROVE: self._no_improve,
             STATE_EVALUATIONS: self._evaluations_total,
             STATE_CACHE: self._cache,
+            STATE_TOTALS: self._totals,
             STATE_STARTED_AT: self.stats.wall_s,
             **self.proposer.state_items(),
             **(extra or {}),
@@ -452,7 +498,7 @@ class EvolutionController:
         interrupted = False
         try:
             await self._ensure_initial()
-            while True:
+            while self._abort is None:
                 next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 1))
                 reason = self._budget_stop(next_it)
                 if reason:
@@ -468,18 +514,22 @@ class EvolutionController:
             self._stop_reason = "interrupted (resume with `agentopt resume`)"
         except BudgetExceeded as err:
             self._stop_reason = str(err)
-        except LLMError as err:
-            self._stop_reason = f"LLM failed: {err}"
+        except LLMError as err:  # e.g. a replay-only cache without the answer: a diverged replay
+            self._abort = f"LLM failed: {err}"
         finally:
             with contextlib.suppress(Exception):
                 self._save_state()
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self._abort is not None:
+            self._stop_reason = f"aborted: {self._abort}"
         summary = self.summary()
         write_outputs(self.run_dir, self.db, summary, self.spec)
         self.reporter.finish(summary)
         self.db.close()
         if interrupted:
             raise KeyboardInterrupt
+        if self._abort is not None:
+            raise RunAborted(f"{self._abort} (results so far kept in {self.run_dir})")
         return summary
 
     def summary(self) -> RunSummary:
@@ -498,14 +548,15 @@ class EvolutionController:
             best_program_path=str(self.run_dir / self._best_name()) if best else None,
             iterations=max(0, int(self.db.get_state(STATE_NEXT_ITERATION, 1)) - 1),
             programs=self.db.count(),
-            evaluations=self.stats.evaluations,
-            failures=self.stats.failures,
-            cache_hits=self.stats.cache_hits,
+            evaluations=self._evaluations_total,
+            session_evaluations=self.stats.evaluations,
+            failures=self._totals["failures"],
+            cache_hits=self._totals["cache_hits"],
             cache_lookups=self._cache["lookups"],
             cache_hits_by_kind={k: self._cache.get(k, 0) for k in CACHE_KINDS},
             fingerprints=self._cache["fingerprints"],
             meta_prompts=self.proposer.meta_prompt_stats(),
-            rejected_replies=self.stats.rejected_replies,
+            rejected_replies=self._totals["rejected_replies"],
             llm_calls=totals.get("calls", 0),
             tokens=totals.get("tokens", 0),
             cost_usd=totals.get("usd", 0.0),

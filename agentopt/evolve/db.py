@@ -54,7 +54,9 @@ from agentopt.evolve.hashing import code_distance
 from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key
 from agentopt.task import Objective, SearchSpec
 
-SCHEMA_VERSION = 2  # 2: programs.func_hash (functional-equivalence cache); v1 files are upgraded on open
+# 2: programs.func_hash (functional-equivalence cache); 3: programs.output_tail (why a candidate
+# failed: the guest's last output). Older files are upgraded in place on open.
+SCHEMA_VERSION = 3
 FORMAT_NAME = "agentopt-programdb"
 APPLICATION_ID = 0x41474F50  # "AGOP" in the SQLite header, so `file`-style tools can tell
 CODE_CACHE_SIZE = 512
@@ -80,7 +82,8 @@ CREATE TABLE programs(
     blob INTEGER NOT NULL REFERENCES blobs(id),
     features TEXT,
     data BLOB NOT NULL,
-    func_hash TEXT
+    func_hash TEXT,
+    output_tail TEXT
 );
 CREATE INDEX programs_code_hash ON programs(code_hash);
 CREATE INDEX programs_norm_hash ON programs(norm_hash);
@@ -104,7 +107,7 @@ _DATA_FIELDS = (
 )  # fmt: skip
 _SELECT_PROGRAM = (
     "SELECT p.seq, p.id, p.parent_id, p.iteration, p.generation, p.island, p.code_hash,"
-    " p.norm_hash, p.func_hash, p.data, b.code FROM programs p JOIN blobs b ON b.id = p.blob"
+    " p.norm_hash, p.func_hash, p.output_tail, p.data, b.code FROM programs p JOIN blobs b ON b.id = p.blob"
 )
 # Schema upgrades applied on open, by the version they lead to. Only additive changes, so an
 # upgraded file replays exactly as before (programs stored before have no functional hash).
@@ -113,6 +116,7 @@ _UPGRADES = {
         "ALTER TABLE programs ADD COLUMN func_hash TEXT",
         "CREATE INDEX programs_func_hash ON programs(func_hash) WHERE func_hash IS NOT NULL",
     ),
+    3: ("ALTER TABLE programs ADD COLUMN output_tail TEXT",),
 }
 
 
@@ -135,6 +139,9 @@ class Program(BaseModel):
     artifacts: dict[str, str] = {}
     error: str | None = None
     error_kind: str | None = None
+    # Capped, terminal-safe tail of the guest's output (evaluator traceback, the candidate's own
+    # prints) for a failed candidate; "" for successes and for runs stored before schema 3.
+    output_tail: str = ""
     stage: int = 0
     code_hash: str = ""
     norm_hash: str = ""
@@ -385,13 +392,13 @@ class ProgramDB:
             ).fetchone()
             cur = conn.execute(
                 "INSERT OR IGNORE INTO programs(id, parent_id, iteration, generation, island, score, rankable,"
-                " code_hash, norm_hash, blob, features, data, func_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " code_hash, norm_hash, blob, features, data, func_hash, output_tail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     program.id, program.parent_id, program.iteration, program.generation, program.island,
                     program.score if rankable else None, int(rankable), program.code_hash, program.norm_hash,
                     blob_id, json.dumps(features) if features is not None else None, data,
-                    program.func_hash or None,
+                    program.func_hash or None, program.output_tail or None,
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:  # id already stored: a resumed run re-adding it
@@ -538,7 +545,7 @@ class ProgramDB:
         return self._program(row)
 
     def _program(self, row: tuple[Any, ...]) -> Program:
-        seq, pid, parent_id, iteration, generation, island, code_hash, norm_hash, func_hash, data, code = row
+        seq, pid, parent_id, iteration, generation, island, code_hash, norm_hash, func_hash, tail, data, code = row
         code_text = zlib.decompress(code).decode("utf-8")
         self._remember_code(seq, code_text)
         fields = _unpack(data)
@@ -546,7 +553,8 @@ class ProgramDB:
         # sample()) and fills defaults for any field a future version adds.
         return Program.model_construct(
             id=pid, code=code_text, parent_id=parent_id, iteration=iteration, generation=generation,
-            island=island, code_hash=code_hash, norm_hash=norm_hash, func_hash=func_hash or "", **fields,
+            island=island, code_hash=code_hash, norm_hash=norm_hash, func_hash=func_hash or "",
+            output_tail=tail or "", **fields,
         )  # fmt: skip
 
     @_locked

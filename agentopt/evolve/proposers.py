@@ -19,6 +19,7 @@ from agentopt.evolve.multifile import apply_bundle_reply
 from agentopt.evolve.prompts import PromptProgram, build_messages, goal_text, language_from_path
 from agentopt.evolve.proposal import Child
 from agentopt.evolve.symbolic import SymbolicMutationError, SymbolicMutator
+from agentopt.llm.cache import ReplayMiss
 from agentopt.llm.local_server import wants_compact_prompt
 from agentopt.task import TaskSpec
 
@@ -200,6 +201,8 @@ class LLMProposer:
         )
         try:
             completion = await self.client.complete(messages, model=model, seed=iteration)
+        except ReplayMiss:
+            raise
         except (LLMError, BudgetExceeded) as err:
             mutation["meta_error"] = f"meta-prompt call failed: {err}"
             return
@@ -269,6 +272,8 @@ class LLMProposer:
             await self._propose_variant(iteration, model, mutation)
         try:
             completion = await self.client.complete(messages, model=model, seed=iteration)
+        except ReplayMiss:
+            raise  # a diverged replay stops the run (exit non-zero), never a rejected reply
         except LLMError as err:
             return Child(iteration, parent, None, mutation, error=f"LLM call failed: {err}")
         if is_bundle(parent.code):

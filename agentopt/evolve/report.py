@@ -17,6 +17,7 @@ from typing import Any
 from agentopt.errors import AgentoptError
 from agentopt.evolve.controller import load_task_snapshot
 from agentopt.evolve.db import Program, ProgramDB
+from agentopt.evolve.failures import failure_groups, failures_html, used_llm
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.summary import RunSummary, read_summary, summary_rows
 
@@ -213,6 +214,7 @@ def build_html(run_dir: Path) -> str:
             f"<table>{rows_html}</table>",
             f"<h2>Best score over iterations</h2>{_score_chart(programs, maximize)}",
             f"<p>{len(programs)} programs, {failures} failed.</p>",
+            f"<h2>Failures and rejected children</h2>{failures_html(failure_groups(db, llm=used_llm(run_dir)))}",
             f"<h2>MAP-Elites grid</h2>{_grid_tables(db, spec.search.num_islands, maximize)}",
             f"<h2>Lineage of the best program</h2>{_lineage(db, best)}",
             f"<h2>LLM calls and cost per model</h2>{_llm_table(db.llm_calls())}",

@@ -28,7 +28,9 @@ class RunSummary(BaseModel):
     best_program_path: str | None = None
     iterations: int = 0
     programs: int = 0
+    # Whole-run counts (every session of a resumed run); session_evaluations: this session only.
     evaluations: int = 0
+    session_evaluations: int = 0
     failures: int = 0
     cache_hits: int = 0
     # Whole-run equivalence cache: children looked up (evaluated + reused), hits per kind
@@ -90,6 +92,18 @@ def _meta_text(summary: RunSummary) -> str | None:
     )
 
 
+def _evaluations_text(summary: RunSummary) -> str:
+    if summary.session_evaluations and summary.session_evaluations != summary.evaluations:
+        return f"{summary.evaluations} ({summary.session_evaluations} in this session)"
+    return str(summary.evaluations)
+
+
+def _rejected_label(summary: RunSummary) -> str:
+    """Children that never reached evaluation: LLM replies that did not apply, or (symbolic
+    mutator) mutations that produced no valid program; the label says which."""
+    return "rejected LLM replies" if summary.mutator.startswith("llm") else "rejected mutations"
+
+
 def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     """(label, value) rows shown by the terminal table, summary.md and the HTML report."""
     rows = [
@@ -99,10 +113,10 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("best score", _fmt(summary.best_score)),
         ("best program", f"{summary.best_program_id} (iteration {summary.best_iteration})"),
         ("iterations", str(summary.iterations)),
-        ("evaluations", str(summary.evaluations)),
+        ("evaluations", _evaluations_text(summary)),
         ("failed candidates", str(summary.failures)),
         ("equivalence-cache hits", _cache_text(summary)),
-        ("rejected LLM replies", str(summary.rejected_replies)),
+        (_rejected_label(summary), str(summary.rejected_replies)),
         ("LLM calls / tokens / cost", f"{summary.llm_calls} / {summary.tokens} / ${summary.cost_usd:.4f}"),
         ("wall time", f"{summary.wall_s:.1f} s"),
         ("mutator", summary.mutator),

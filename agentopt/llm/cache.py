@@ -23,7 +23,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from agentopt.errors import LLMError
 from agentopt.llm.types import Completion
+
+
+class ReplayMiss(LLMError):
+    """A replay-only cache has no answer: the run diverged from the recording. Never a
+    per-iteration rejection, so a diverged CI replay fails instead of passing silently."""
 
 log = logging.getLogger("agentopt.llm")
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from agentopt.errors import LLMError
 from agentopt.llm.budget import BudgetLedger
-from agentopt.llm.cache import RequestCache
+from agentopt.llm.cache import ReplayMiss, RequestCache
 from agentopt.llm.redact import install_redacting_filter, redact
 from agentopt.llm.retry import FailureInfo, RetryPolicy, classify
 from agentopt.llm.types import Completion, Message, Usage
@@ -205,7 +205,16 @@ class LLMClient:
 
     @staticmethod
     def _cost(litellm: Any, response: Any, model: ModelSpec) -> float:
-        """Provider price via litellm's local price map; 0.0 for models it does not know (local servers)."""
+        """The task's own price when the model entry sets one; else litellm's local price map;
+        0.0 for models it does not know (local servers): see :meth:`unpriced_models`."""
+        if model.priced:
+            usage = getattr(response, "usage", None)
+            prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion = int(getattr(usage, "completion_tokens", 0) or 0)
+            return (
+                prompt * (model.usd_per_million_input_tokens or 0.0)
+                + completion * (model.usd_per_million_output_tokens or 0.0)
+            ) / 1e6
         try:
             cost = litellm.completion_cost(completion_response=response, model=model.name)
         except Exception:
@@ -256,7 +265,7 @@ class LLMClient:
                     f"{spec_model.name} (request hash {key[:12]}); run without replay_only to record it"
                 )
                 self._emit_error(spec_model.name, key, message, attempts=0, latency=0.0)
-                raise LLMError(message)
+                raise ReplayMiss(message)
 
         params = {
             "temperature": request["temperature"],
@@ -364,6 +373,23 @@ class LLMClient:
             log.warning("on_call recorder failed: %s", _one_line(str(exc)))
 
     # -- health --------------------------------------------------------------------------------
+    async def unpriced_models(self) -> list[str]:
+        """Models whose calls would cost $0 to the ledger (no price in the task, none in litellm's
+        map), so ``max_usd`` cannot limit them: the caller warns before the run starts."""
+        litellm = await _litellm_async()
+        unpriced = []
+        for model in self.spec.models:
+            if model.priced:
+                continue
+            try:
+                info = litellm.get_model_info(model=model.name)
+                known = bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
+            except Exception:  # litellm raises for names it does not know
+                known = False
+            if not known:
+                unpriced.append(model.name)
+        return unpriced
+
     async def check_reachable(self, timeout_s: float = 5.0) -> str | None:
         """None if the first model answers a 1-token request; else a one-line reason (no secrets).
 

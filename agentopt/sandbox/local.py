@@ -307,23 +307,30 @@ class LocalSandbox(Sandbox):
         assert proc.stdin and proc.stdout and proc.stderr
         out_task = asyncio.create_task(_read_capped(proc.stdout, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_capped(proc.stderr, job.max_output_bytes))
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(payload)
-            await proc.stdin.drain()
-            proc.stdin.close()
         timed_out = False
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation (Ctrl-C)
+        # that arrives as the guest exits. The try starts before the job is sent, so a cancel
+        # while writing it still kills the guest.
         try:
-            await asyncio.wait_for(proc.wait(), timeout=job.timeout_s)
-        except TimeoutError:
-            timed_out = True
-            _signal_tree(proc.pid, plan.cgroup, signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), timeout=_TERM_GRACE_S)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(payload)
+                await proc.stdin.drain()
+                proc.stdin.close()
+            try:
+                async with asyncio.timeout(job.timeout_s):
+                    await proc.wait()
+            except TimeoutError:
+                timed_out = True
+                _signal_tree(proc.pid, plan.cgroup, signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_TERM_GRACE_S):
+                        await proc.wait()
         finally:
             # Always sweep: nothing the job started may outlive it.
             _signal_tree(proc.pid, plan.cgroup, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), timeout=5.0)
+                async with asyncio.timeout(5.0):
+                    await proc.wait()
         wall = time.monotonic() - t0
         done, pending = await asyncio.wait([out_task, err_task], timeout=2.0)
         for task in pending:  # a leaked fd holder outside our reach: stop listening

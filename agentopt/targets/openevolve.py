@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from agentopt.blocks import EVOLVE_START
 from agentopt.errors import AgentoptError, TaskError
 from agentopt.sandbox.requirements import read_requirements_file
-from agentopt.task import TaskSpec, task_from_dict
+from agentopt.task import TaskSpec, read_yaml_file, task_from_dict
 
 OPENEVOLVE_VERSION = "0.4.0"  # the config schema these tables were written against
 DEFAULT_DIFF_PATTERN = r"<<<<<<< SEARCH\n(.*?)=======\n(.*?)>>>>>>> REPLACE"
@@ -391,6 +391,7 @@ class _Translator:
         if "combined_score" in source:
             # OpenEvolve's fitness is combined_score whenever the evaluator returns it.
             self.set("objective.metric", "combined_score", "OpenEvolve's fitness (combined_score)")
+        self.set("objective.if_missing", "mean", "OpenEvolve's fitness without combined_score: the metrics' mean")
         self.evaluator_functions = _defined_functions(source)
 
     def plain(self) -> None:
@@ -537,6 +538,8 @@ class _Translator:
         env = self.api_key(f"{where}.api_key" if "api_key" in model else "llm.api_key", model.get("api_key", key))
         if env:
             out["api_key_env"] = env
+        elif model.get("api_key", key) is None and api_base is not None:
+            out["api_key_env"] = "OPENAI_API_KEY"  # OpenEvolve's rule: no api_key means OPENAI_API_KEY
         for sub in ("top_p", "retry_delay", "random_seed", "reasoning_effort", "max_budget_usd",
                     "max_ai_credits", "allow_all_tools", "_manual_queue_dir"):
             if model.get(sub) is not None:
@@ -722,12 +725,7 @@ def _config_in(oe_dir: Path) -> Path:
 
 
 def _load_config(config: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise TaskError(f"{config}: invalid YAML: {getattr(err, 'problem', None) or 'parse error'}") from None
-    if data is None:
-        data = {}
+    data = read_yaml_file(config, what="OpenEvolve config")  # one-line errors; duplicate keys refused
     if not isinstance(data, dict):
         raise TaskError(f"{config}: expected a mapping at the top level, got {type(data).__name__}")
     return data
