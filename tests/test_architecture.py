@@ -39,6 +39,7 @@ PARTS: dict[str, str] = {
     "compat": "targets",  # deprecated shims (SHIMS)
     "cli": APP,
     "cli_progress": APP,
+    "cli_signals": APP,
     "ci": APP,
     "testing": APP,
     "pytest_plugin": APP,

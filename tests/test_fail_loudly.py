@@ -24,7 +24,7 @@ from agentopt.evolve.db import ProgramDB
 from agentopt.evolve.failures import normalize_reason
 from agentopt.evolve.health import FailureRate, RunAborted, output_tail
 from agentopt.sandbox.used_imports import split_used
-from agentopt.task import load_task
+from agentopt.targets import load_any as load_task  # every format: task.yaml and OpenEvolve configs
 
 runner = CliRunner()
 

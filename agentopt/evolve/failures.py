@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agentopt.evolve.controller import load_task_snapshot
 from agentopt.evolve.db import Program, ProgramDB
+from agentopt.evolve.summary import read_summary
 
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
 _HEX = re.compile(r"\b(?:0x)?[0-9a-f]{8,}\b", re.IGNORECASE)
@@ -109,8 +111,6 @@ def failures_html(groups: list[FailureGroup], limit: int = 30) -> str:
 
 def open_failure_groups(run_dir: Path) -> list[FailureGroup]:
     """Groups of a run folder (for `agentopt report`); empty when the run has no database."""
-    from agentopt.evolve.controller import load_task_snapshot
-
     spec = load_task_snapshot(run_dir)
     path = run_dir / "programs.db"
     if not path.is_file():
@@ -121,7 +121,5 @@ def open_failure_groups(run_dir: Path) -> list[FailureGroup]:
 
 def used_llm(run_dir: Path) -> bool:
     """Whether the run's children came from an LLM (its summary says which mutator ran)."""
-    from agentopt.evolve.summary import read_summary
-
     summary = read_summary(run_dir)
     return summary is not None and summary.mutator.startswith("llm")
