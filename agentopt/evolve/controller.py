@@ -137,7 +137,11 @@ class EvolutionController:
         else:
             self.total_iterations = int(stored_total) if stored_total is not None else spec.search.iterations
         self._totals: dict[str, int] = {"failures": 0, "cache_hits": 0, "rejected_replies": 0}
-        self._totals.update({k: int(v) for k, v in (self.db.get_state(STATE_TOTALS, {}) or {}).items()})
+        stored_totals = self.db.get_state(STATE_TOTALS)
+        if stored_totals is None and self.db.count() > 0:  # a run stored before totals were kept
+            stored_totals = {"failures": self.db.count() - self.db.count(ok_only=True),
+                             "rejected_replies": len(self.db.rejections())}
+        self._totals.update({k: int(v) for k, v in (stored_totals or {}).items()})
         self._failure_rate = FailureRate(spec.search.max_failure_rate, spec.search.failure_window)
         self._abort: str | None = None
         self.stats = RunStats(wall_before=float(self.db.get_state(STATE_STARTED_AT, 0.0)))
