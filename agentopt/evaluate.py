@@ -11,6 +11,7 @@ import ast
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
-from agentopt.task import TaskSpec
+from agentopt.task import EvalSetting, Objective, TaskSpec
 
 RESERVED_KEYS = {"score", "combined_score", "feedback", "artifacts", "error"}
 FINGERPRINT_FUNCTION = "fingerprint"
@@ -38,6 +39,9 @@ class EvalResult(BaseModel):
     isolation: list[str] = Field(default_factory=list)
     stdout: str = ""
     stderr: str = ""
+    # One record per cascade stage that ran: stage, function, score, wall_s, outcome
+    # (passed | stopped | failed | final). The funnel ranks and the summary counts from these.
+    stages: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -240,14 +244,122 @@ def _from_job(
     )
 
 
-async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path) -> EvalResult:
+SETTING_ENV = "AGENTOPT_SETTING"
+
+
+def setting_env(setting: EvalSetting) -> dict[str, str]:
+    """Environment for one setting's job: its ``env`` plus ``AGENTOPT_SETTING``, the JSON of
+    ``{"name": ..., **params}``, so an evaluator stays a plain ``evaluate(program_path)``."""
+    payload = json.dumps({"name": setting.name, **setting.params}, sort_keys=True)
+    return {**setting.env, SETTING_ENV: payload}
+
+
+def aggregate_scores(scores: Sequence[float], objective: Objective) -> float:
+    """Combine per-setting scores as ``objective.aggregate`` says (``worst`` follows the direction)."""
+    how = objective.aggregate
+    if how == "worst":
+        how = "min" if objective.direction == "maximize" else "max"
+    if how == "mean":
+        return sum(scores) / len(scores)
+    return min(scores) if how == "min" else max(scores)
+
+
+def combine_settings(per_setting: Sequence[tuple[str, EvalResult]], objective: Objective) -> EvalResult:
+    """One result from a stage run under every setting.
+
+    Metrics: each setting's as ``<metric>@<setting>``; unsuffixed, the mean over settings of
+    each metric they all report (so feature dimensions keep working), except the objective
+    metric, which holds the aggregated score. Feedback is prefixed per setting and ends with
+    a per-setting score line. A failure under any setting fails the candidate, naming it."""
+    metrics: dict[str, float] = {}
+    feedback: list[str] = []
+    artifacts: dict[str, str] = {}
+    for name, result in per_setting:
+        metrics.update({f"{k}@{name}": v for k, v in result.metrics.items()})
+        if result.score is not None:
+            metrics[f"{objective.metric}@{name}"] = result.score
+        if result.feedback:
+            feedback.append(f"[setting {name}] {result.feedback}")
+        artifacts.update({f"{k}@{name}": v for k, v in result.artifacts.items()})
+    shared = set.intersection(*(set(r.metrics) for _, r in per_setting))
+    for key in sorted(shared):
+        metrics[key] = sum(r.metrics[key] for _, r in per_setting) / len(per_setting)
+    last_name, last = per_setting[-1]
+    common = {
+        "stage": last.stage,
+        "wall_s": sum(r.wall_s for _, r in per_setting),
+        "isolation": last.isolation,
+        "stdout": last.stdout,
+        "stderr": last.stderr,
+        "artifacts": artifacts,
+    }
+    if last.error is not None:
+        feedback.append(f"failed under setting {last_name!r}: {last.error}")
+        return EvalResult(metrics=metrics, feedback="\n".join(feedback), error=f"setting {last_name!r}: {last.error}",
+                          error_kind=last.error_kind, **common)
+    scores = [r.score for _, r in per_setting if r.score is not None]
+    score = aggregate_scores(scores, objective)
+    metrics[objective.metric] = score
+    listed = ", ".join(f"{n} {r.score:.6g}" for n, r in per_setting)
+    feedback.append(f"per-setting {objective.metric}: {listed}; {objective.aggregate} = {score:.6g}")
+    return EvalResult(metrics=metrics, score=score, feedback="\n".join(feedback), **common)
+
+
+def _gate(spec: TaskSpec, index: int, score: float, rank_limits: Sequence[float | None] | None) -> str | None:
+    """Why a candidate with stage-``index`` ``score`` does not go on (None: it is promoted).
+
+    Two gates, both must hold: the fixed ``cascade.thresholds[index-1]`` and, with
+    ``cascade.promote_top``, the rank cutoff the caller computed from recent stage results
+    (``rank_limits[index-1]``; None there means everyone is promoted)."""
+    thresholds = spec.cascade.thresholds
+    maximize = spec.objective.direction == "maximize"
+    if index - 1 < len(thresholds):
+        limit = thresholds[index - 1]
+        if not (score >= limit if maximize else score <= limit):
+            return f"score {score:.6g} did not reach {limit:g}"
+    if rank_limits is not None and index - 1 < len(rank_limits):
+        cutoff = rank_limits[index - 1]
+        if cutoff is not None and not (score >= cutoff if maximize else score <= cutoff):
+            fraction = spec.cascade.promote_fraction(index)
+            top = f"top {fraction:.0%}" if fraction is not None else "rank cutoff"
+            return f"score {score:.6g} is not in the {top} of recent candidates (cutoff {cutoff:.6g})"
+    return None
+
+
+async def _run_function(
+    sandbox: Sandbox, spec: TaskSpec, program_path: Path, function: str, stage: int, exclude: tuple[str, ...]
+) -> tuple[EvalResult, dict[str, Any]]:
+    """Run one evaluator function: once, or once per `settings` entry (see :func:`combine_settings`).
+
+    Returns the result and the evaluator's raw dict (``{}`` under settings, whose combined
+    result always holds the objective metric)."""
+    metric, if_missing = spec.objective.metric, spec.objective.if_missing
+    if not spec.settings:
+        job_result = await sandbox.run(job_for(spec, program_path, function))
+        return _from_job(job_result, metric, stage, exclude, if_missing), job_result.value or {}
+    per_setting: list[tuple[str, EvalResult]] = []
+    for setting in spec.settings:
+        job = job_for(spec, program_path, function)
+        job.env.update(setting_env(setting))
+        result = _from_job(await sandbox.run(job), metric, stage, exclude, if_missing)
+        per_setting.append((setting.name, result))
+        if result.error is not None:
+            break  # every setting must pass: the first failure decides
+    return combine_settings(per_setting, spec.objective), {}
+
+
+async def evaluate_program(
+    sandbox: Sandbox, spec: TaskSpec, program_path: Path, *, rank_limits: Sequence[float | None] | None = None
+) -> EvalResult:
     """Evaluate one program, running cascade stages when the task enables them.
 
     With a cascade, ``evaluate_stage1`` runs first; stage ``i+1`` runs only when stage ``i``'s
-    score reaches ``thresholds[i]`` (a missing threshold means "passes when it did not fail").
-    The final result merges the metrics of every stage that ran; its score is the last stage's
-    objective value, or with ``objective.if_missing: mean`` and no objective key in any stage,
-    the mean over the merged metrics of all stages (OpenEvolve's rule for cascades).
+    score passes its gate: ``thresholds[i]`` (a missing threshold means "passes when it did not
+    fail") and, for rank promotion, ``rank_limits[i]`` (computed by the caller from recent
+    candidates, see :mod:`agentopt.evolve.funnel`). The final result merges the metrics of
+    every stage that ran; its score is the last stage's objective value, or with
+    ``objective.if_missing: mean`` and no objective key in any stage, the mean over the merged
+    metrics of all stages (OpenEvolve's rule for cascades); ``stages`` records each stage.
     """
     metric = spec.objective.metric
     if_missing = spec.objective.if_missing
@@ -255,36 +367,40 @@ async def evaluate_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path)
     functions = evaluator_functions(spec.evaluator)
     stages = [f"evaluate_stage{i}" for i in (1, 2, 3) if f"evaluate_stage{i}" in functions]
     if not spec.cascade.enabled or not stages:
-        return _from_job(await sandbox.run(job_for(spec, program_path, "evaluate")), metric, 0, exclude, if_missing)
+        return (await _run_function(sandbox, spec, program_path, "evaluate", 0, exclude))[0]
     # A final full `evaluate` runs after the stages when the evaluator defines it (unless the
     # task says the stages are the whole evaluation, as OpenEvolve's cascade does).
     if "evaluate" in functions and spec.cascade.final_evaluate:
         stages.append("evaluate")
     merged: dict[str, float] = {}
     feedback: list[str] = []
+    records: list[dict[str, Any]] = []
     result = EvalResult(error="no stage ran", error_kind="bad_result")
     wall = 0.0
     mean_keys: dict[str, None] = {}  # numeric, non-boolean metrics of every stage (OpenEvolve's mean)
     for index, function in enumerate(stages, start=1):
-        job_result = await sandbox.run(job_for(spec, program_path, function))
-        result = _from_job(job_result, metric, index, exclude, if_missing)
+        result, value = await _run_function(sandbox, spec, program_path, function, index, exclude)
         wall += result.wall_s
         merged.update(result.metrics)
-        for key, raw in (job_result.value or {}).items():
+        for key, raw in value.items():
             if key in result.metrics and not isinstance(raw, bool) and key not in exclude:
                 mean_keys[key] = None
         if result.feedback:
             feedback.append(result.feedback)
+        record: dict[str, Any] = {"stage": index, "function": function, "score": result.score,
+                                  "wall_s": result.wall_s, "outcome": "final"}
+        records.append(record)
         if result.error is not None:
+            record.update(outcome="failed", score=None)
             break
-        thresholds = spec.cascade.thresholds
-        if index - 1 < len(thresholds) and index < len(stages) and result.score is not None:
-            limit = thresholds[index - 1]
-            passed = result.score >= limit if spec.objective.direction == "maximize" else result.score <= limit
-            if not passed:
-                feedback.append(f"stopped after stage {index}: score {result.score:.6g} did not reach {limit:g}")
+        if index < len(stages) and result.score is not None:
+            why = _gate(spec, index, result.score, rank_limits)
+            if why is not None:
+                record["outcome"] = "stopped"
+                feedback.append(f"stopped after stage {index}: {why}")
                 break
-    update: dict[str, Any] = {"metrics": merged, "feedback": "\n".join(feedback), "wall_s": wall}
+            record["outcome"] = "passed"
+    update: dict[str, Any] = {"metrics": merged, "feedback": "\n".join(feedback), "wall_s": wall, "stages": records}
     if result.error is None and if_missing == "mean":
         update["score"] = score_of(merged, metric, if_missing="mean", mean_of=list(mean_keys))
     return result.model_copy(update=update)

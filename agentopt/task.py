@@ -38,6 +38,11 @@ class Objective(StrictModel):
         description="When a result lacks 'metric': error (the candidate fails, naming the keys the evaluator "
         "returned) or mean (OpenEvolve's rule: the mean of the numeric metrics; set for imported OpenEvolve configs).",
     )
+    aggregate: Literal["worst", "mean", "min", "max"] = Field(
+        "worst",
+        description="With several `settings`: combine per-setting scores by the worst one (min when maximizing, "
+        "max when minimizing), the mean, or literally min/max.",
+    )
 
     def better(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly better than ``b``."""
@@ -241,6 +246,54 @@ class CascadeSpec(StrictModel):
     final_evaluate: bool = Field(
         True, description="After the stages, also run evaluate() when the evaluator defines it."
     )
+    promote_top: float | list[float | None] | None = Field(
+        None,
+        description="Promote by rank: after stage i only the best fraction promote_top[i] (one number: every "
+        "stage) of the last rank_window candidates that ran stage i goes on. null: threshold only.",
+    )
+    rank_window: int = Field(50, ge=2, description="How many recent stage results (in iteration order) rank a candidate.")
+    rank_warmup: int = Field(
+        10, ge=1, description="Promote everyone at a stage until its window holds this many results."
+    )
+
+    @field_validator("promote_top")
+    @classmethod
+    def _fractions(cls, v: float | list[float | None] | None) -> float | list[float | None] | None:
+        values = v if isinstance(v, list) else [v]
+        for i, f in enumerate(values):
+            if f is not None and not 0 < f <= 1:
+                where = f"[{i}]" if isinstance(v, list) else ""
+                raise ValueError(f"promote_top{where} must be a fraction in (0, 1], got {f:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> CascadeSpec:
+        if self.rank_warmup > self.rank_window:
+            raise ValueError(f"rank_warmup ({self.rank_warmup}) must not exceed rank_window ({self.rank_window})")
+        return self
+
+    def promote_fraction(self, gate: int) -> float | None:
+        """The rank fraction applied after stage ``gate`` (1-based), or None (no rank gate)."""
+        if self.promote_top is None or isinstance(self.promote_top, float | int):
+            return None if self.promote_top is None else float(self.promote_top)
+        return self.promote_top[gate - 1] if gate - 1 < len(self.promote_top) else None
+
+
+class EvalSetting(StrictModel):
+    """One evaluation setting (a seed, a size, a dataset): the evaluator runs once per setting."""
+
+    name: str = Field(..., description="Short name; per-setting metrics are reported as '<metric>@<name>'.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for this setting.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="JSON values the evaluator reads from the AGENTOPT_SETTING env var."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _simple_name(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "_-." for c in v):
+            raise ValueError(f"must be a non-empty name of letters, digits, '_', '-' or '.', got {v!r}")
+        return v
 
 
 class TaskSpec(StrictModel):
@@ -264,6 +317,11 @@ class TaskSpec(StrictModel):
     llm: LLMSpec = Field(default_factory=LLMSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     cascade: CascadeSpec = Field(default_factory=CascadeSpec)
+    settings: list[EvalSetting] = Field(
+        default_factory=list,
+        description="Evaluation settings a candidate must pass (each stage runs once per setting); the score "
+        "is combined across them by objective.aggregate.",
+    )
     output_dir: Path | None = Field(None, description="Results folder; default runs/<name>.")
     # Set by load_task; not part of the YAML.
     task_file: Path | None = Field(None, exclude=True, json_schema_extra={"hidden": True})
@@ -288,6 +346,15 @@ class TaskSpec(StrictModel):
             data["program"] = root or "."
             data["program_files"] = [os.path.relpath(os.path.normpath(p), root or ".") for p in files]
         return data
+
+    @field_validator("settings")
+    @classmethod
+    def _unique_settings(cls, v: list[EvalSetting]) -> list[EvalSetting]:
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"setting names must be unique, repeated: {', '.join(dupes)}")
+        return v
 
     @property
     def multi_file(self) -> bool:

@@ -36,6 +36,7 @@ from agentopt.evolve.bundle import (
     write_bundle,
 )
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
+from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
 from agentopt.evolve.health import FailureRate, RunAborted, initial_failure, output_tail
@@ -158,8 +159,19 @@ class EvolutionController:
         self._eval_slots = asyncio.Semaphore(slots)
         self._fingerprint = has_fingerprint(spec)
         self._isolation_checked = False
+        self._funnel, self._rank_limits = self._open_funnel()
 
     # ------------------------------------------------------------------ helpers
+    def _open_funnel(self) -> tuple[Funnel, list[float | None] | None]:
+        """The rank-promotion windows as they stood when the next batch starts (rebuilt from
+        the stored programs of earlier iterations, so a resumed run decides as before); the
+        cutoffs are taken at each batch start (the initial program is judged by none)."""
+        funnel = Funnel(self.spec.cascade, self.spec.objective)
+        if funnel.ranking:
+            next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 0))
+            funnel.replay(self.db.programs(order="iteration"), before_iteration=next_it)
+        return funnel, None
+
     def _better(self, a: Program, b: Program | None) -> bool:
         if not a.ok:
             return False
@@ -205,7 +217,7 @@ class EvolutionController:
                         cached = self.db.find_by_hash(func_hash=digest) if lookup else None
                         if cached is not None:
                             return _result_of(cached), func_hash, cached.id
-                return await evaluate_program(self.sandbox, self.spec, path), func_hash, None
+                return await evaluate_program(self.sandbox, self.spec, path, rank_limits=self._rank_limits), func_hash, None
         finally:
             self._remove_candidate(path)
 
@@ -253,6 +265,7 @@ class EvolutionController:
             isolation=result.isolation,
             wall_s=result.wall_s,
             created_at=time.time(),
+            stages=result.stages,
         )
 
     def _check_isolation(self, program: Program) -> None:
@@ -312,6 +325,7 @@ class EvolutionController:
         program = self._program_from(child, code, result, pid, func_hash=func_hash)
         self._check_isolation(program)
         self.db.add(program)
+        self._funnel.observe(program)
         self.stats.evaluations += 1
         self._evaluations_total += 1
         if not program.ok:
@@ -426,6 +440,7 @@ class EvolutionController:
         best_before = self.db.best()
         if outcome != "stored":
             self.db.add(program)
+        self._funnel.observe(program)  # cache hits carry no stage records
         if outcome in ("evaluated", "cache_hit"):
             self._cache["lookups"] += 1
         if outcome == "evaluated":
@@ -454,6 +469,7 @@ class EvolutionController:
     async def _run_batch(self, first: int, size: int) -> None:
         pending: dict[str, Any] = dict(self.db.get_state(STATE_PENDING, {}) or {})
         iterations = list(range(first, first + size))
+        self._rank_limits = self._funnel.limits()  # the whole batch is judged by the windows as of now
 
         async def one(it: int) -> tuple[Child, Program | None, str]:
             return await self._finish_child(await self._produce(it), pending)
@@ -568,7 +584,14 @@ class EvolutionController:
             stop_reason=self._stop_reason or "finished",
             mutator=self.proposer.describe(),
             isolation=best.isolation if best else [],
+            funnel=self._funnel_summary(),
         )
+
+    def _funnel_summary(self) -> list[dict[str, Any]]:
+        """Per-stage funnel counts for the summary (empty without a cascade)."""
+        if not self.spec.cascade.enabled:
+            return []
+        return [row.model_dump() for row in funnel_stats(self.db.programs(order="iteration"))]
 
     def _best_name(self) -> str:
         if self.spec.multi_file:

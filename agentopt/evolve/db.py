@@ -103,7 +103,7 @@ CREATE TABLE rejections(
 # Fields kept in the compressed ``data`` blob rather than in columns.
 _DATA_FIELDS = (
     "score", "metrics", "feedback", "artifacts", "error", "error_kind", "stage", "complexity",
-    "mutation", "isolation", "wall_s", "created_at",
+    "mutation", "isolation", "wall_s", "created_at", "stages",
 )  # fmt: skip
 _SELECT_PROGRAM = (
     "SELECT p.seq, p.id, p.parent_id, p.iteration, p.generation, p.island, p.code_hash,"
@@ -152,6 +152,8 @@ class Program(BaseModel):
     isolation: list[str] = []
     wall_s: float = 0.0
     created_at: float = 0.0
+    # Cascade stages this evaluation ran (see EvalResult.stages); empty for cache hits.
+    stages: list[dict[str, Any]] = []
 
     @property
     def ok(self) -> bool:

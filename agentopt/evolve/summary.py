@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agentopt.evolve.bundle import is_bundle, write_bundle
+from agentopt.evolve.funnel import funnel_text
 
 if TYPE_CHECKING:
     from agentopt.evolve.db import ProgramDB
@@ -48,6 +49,9 @@ class RunSummary(BaseModel):
     stop_reason: str = ""
     mutator: str = ""
     isolation: list[str] = Field(default_factory=list)
+    # Cascade funnel, one dict per stage (agentopt.evolve.funnel.StageStats): how many
+    # candidates ran, passed, were stopped or failed there, and the time stopping them saved.
+    funnel: list[dict[str, Any]] = Field(default_factory=list)
 
     def hit_rate(self, kind: str | None = None) -> float:
         """Fraction of looked-up children served from the cache (by ``kind``, or any kind)."""
@@ -126,6 +130,9 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     meta = _meta_text(summary)
     if meta is not None:
         rows.insert(-1, ("meta-prompts", meta))
+    funnel = funnel_text(summary.funnel)
+    if funnel is not None:
+        rows.insert(-1, ("cascade funnel", funnel))
     return rows
 
 
