@@ -56,7 +56,8 @@ def test_initial_adamw_scores_zero_and_reports_every_problem(opt_eval: ModuleTyp
             max(-2.0, min(2.0, math.log10(sgdm / result.metrics[f"loss_{name}"]))))
     assert "softmax [held back]: candidate" in result.feedback and "SGD-momentum" in result.feedback
     stage1 = opt_eval.evaluate_stage1(INITIAL)
-    assert stage1["score"] == 0.0 and "loss_softmax" not in stage1  # held back until the final stage
+    assert stage1["stage_score"] == 0.0 and "loss_softmax" not in stage1  # held back until the final stage
+    assert stage1["score"] == -10.0  # proxy stages rank below every fully evaluated candidate
 
 
 def test_another_rule_is_scored_against_adamw(opt_eval: ModuleType, tmp_path: Path) -> None:
@@ -66,7 +67,8 @@ def test_another_rule_is_scored_against_adamw(opt_eval: ModuleType, tmp_path: Pa
     ratios = [value[f"vs_adamw_{n}"] for n in ("logreg", "mlp", "quad")]
     for name, r in zip(("logreg", "mlp", "quad"), ratios, strict=True):
         assert r == pytest.approx(max(-2.0, min(2.0, math.log10(value[f"adamw_{name}"] / value[f"loss_{name}"]))))
-    assert value["score"] == pytest.approx(sum(ratios) / 3) and value["score"] != 0.0
+    assert value["stage_score"] == pytest.approx(sum(ratios) / 3) and value["stage_score"] != 0.0
+    assert value["score"] == pytest.approx(value["stage_score"] - 10.0)
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ quadratic, 25 steps), ``evaluate_stage2`` (256 / 16, 60 steps), ``evaluate`` (51
 150 steps, plus the held-back problem).
 
 Score: the mean over the stage's problems of ``log10(AdamW loss / candidate loss)``, each
-clipped to [-2, 2]: 0 for AdamW itself, +1 for a ten times lower final training loss on
-every problem. Metrics and feedback compare the candidate with AdamW and with SGD+momentum
+clipped to [-2, 2] (metric ``stage_score``): 0 for AdamW itself, +1 for a ten times lower
+final training loss on every problem. The proxy stages shift it by -10 (stage 1) and -5
+(stage 2), so a candidate the funnel stopped never outranks a fully evaluated one. Metrics and feedback compare the candidate with AdamW and with SGD+momentum
 (each with the problem's own learning rate) on every problem.
 """
 
@@ -33,6 +34,11 @@ import numpy as np
 from agentopt_guest import CandidateError, CandidateProcess
 
 CLIP = 2.0  # decades; one problem cannot dominate the mean
+# A candidate stopped by the funnel keeps its last stage's score; shifting the proxy stages
+# below every full-evaluation score ([-2, 2]) keeps a candidate that looked good on a small
+# proxy from outranking one that passed the full evaluation. Ranks within a stage (what the
+# funnel compares) are unchanged.
+STAGE_OFFSET = {1: -10.0, 2: -5.0, 3: 0.0}
 LOSS_FLOOR = 1e-12
 CALL_TIMEOUT_S = 5.0
 IMPORT_TIMEOUT_S = 20.0
@@ -235,13 +241,17 @@ def run_stage(program_path: str, stage: int) -> dict[str, Any]:
                 lines.append(f"  {name}{tag}: candidate {shown}, AdamW {adamw:.4g} ({r_adamw:+.2f} decades), "
                              f"SGD-momentum {sgdm:.4g} ({r_sgdm:+.2f} decades)")
     except InvalidProgram as err:
-        return {"score": -CLIP, "error": str(err), "feedback": f"invalid program: {err}"}
+        return {"score": -CLIP + STAGE_OFFSET[stage], "error": str(err), "feedback": f"invalid program: {err}"}
     except CandidateError as err:  # import failed or the process died outside a call
-        return {"score": -CLIP, "error": f"candidate failed: {err}", "feedback": f"candidate failed: {err}"}
-    score = sum(ratios) / len(ratios)
-    header = (f"stage {stage} ({config['n']} samples, {config['steps']} steps): score {score:+.3f} = mean "
+        return {"score": -CLIP + STAGE_OFFSET[stage], "error": f"candidate failed: {err}",
+                "feedback": f"candidate failed: {err}"}
+    stage_score = sum(ratios) / len(ratios)
+    header = (f"stage {stage} ({config['n']} samples, {config['steps']} steps): {stage_score:+.3f} = mean "
               "log10(AdamW loss / candidate loss), clipped to +-2 per problem. Final training loss:")
-    return {"score": score, **metrics, "feedback": "\n".join([header, *lines])}
+    if STAGE_OFFSET[stage]:
+        header += f" (score {stage_score + STAGE_OFFSET[stage]:+.3f}: proxy stages score {STAGE_OFFSET[stage]:+g})"
+    return {"score": stage_score + STAGE_OFFSET[stage], "stage_score": stage_score, **metrics,
+            "feedback": "\n".join([header, *lines])}
 
 
 def evaluate_stage1(program_path: str) -> dict[str, Any]:
