@@ -247,9 +247,10 @@ def run_stage(program_path: str, stage: int) -> dict[str, Any]:
                 "feedback": f"candidate failed: {err}"}
     stage_score = sum(ratios) / len(ratios)
     header = (f"stage {stage} ({config['n']} samples, {config['steps']} steps): {stage_score:+.3f} = mean "
-              "log10(AdamW loss / candidate loss), clipped to +-2 per problem. Final training loss:")
+              "log10(AdamW loss / candidate loss), clipped to +-2 per problem")
     if STAGE_OFFSET[stage]:
         header += f" (score {stage_score + STAGE_OFFSET[stage]:+.3f}: proxy stages score {STAGE_OFFSET[stage]:+g})"
+    header += ". Final training loss:"
     return {"score": stage_score + STAGE_OFFSET[stage], "stage_score": stage_score, **metrics,
             "feedback": "\n".join([header, *lines])}
 
