@@ -159,18 +159,18 @@ class EvolutionController:
         self._eval_slots = asyncio.Semaphore(slots)
         self._fingerprint = has_fingerprint(spec)
         self._isolation_checked = False
-        self._funnel, self._rank_limits = self._open_funnel()
+        self._funnel = self._open_funnel()
+        self._rank_limits: list[float | None] | None = None  # taken at each batch start
 
     # ------------------------------------------------------------------ helpers
-    def _open_funnel(self) -> tuple[Funnel, list[float | None] | None]:
-        """The rank-promotion windows as they stood when the next batch starts (rebuilt from
-        the stored programs of earlier iterations, so a resumed run decides as before); the
-        cutoffs are taken at each batch start (the initial program is judged by none)."""
+    def _open_funnel(self) -> Funnel:
+        """The rank-promotion windows as they stood when the next batch starts: rebuilt from
+        the stored programs of earlier iterations, so a resumed run decides as before."""
         funnel = Funnel(self.spec.cascade, self.spec.objective)
         if funnel.ranking:
             next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 0))
             funnel.replay(self.db.programs(order="iteration"), before_iteration=next_it)
-        return funnel, None
+        return funnel
 
     def _better(self, a: Program, b: Program | None) -> bool:
         if not a.ok:
