@@ -208,7 +208,7 @@ def test_rank_cascade_run_is_deterministic_and_resumes_exactly(tmp_path: Path) -
     assert resumed.funnel == reference.funnel
     # Extending a finished run equals running longer in one go.
     run(task, tmp_path / "short", FakeSandbox(), iterations=6)
-    run(task, tmp_path / "short", FakeSandbox())
+    run(task, tmp_path / "short", FakeSandbox(), iterations=14)
     assert stored(tmp_path / "short") == stored(tmp_path / "ref")
 
 
