@@ -24,6 +24,7 @@ from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.proposers import SymbolicProposer
 from agentopt.evolve.summary import summary_rows
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
+from agentopt.sandbox.factory import make_sandbox
 from agentopt.task import load_task
 
 EVALUATOR = textwrap.dedent(
@@ -258,3 +259,32 @@ def test_settings_reach_the_guest_and_any_failure_fails_the_candidate(tmp_path: 
     assert result.stages == [{"stage": 1, "function": "evaluate_stage1", "score": None, "wall_s": 2.0, "outcome": "failed"}]
     with pytest.raises(TaskError, match="setting names must be unique"):
         load_task(make_task(tmp_path, "settings: [{name: a}, {name: a}]\n"))
+
+
+def test_a_real_sandboxed_evaluator_reads_its_setting(tmp_path: Path) -> None:
+    """Through the local sandbox (clean environment): the guest sees AGENTOPT_SETTING and env."""
+    (tmp_path / "evaluator.py").write_text(textwrap.dedent(
+        """\
+        import json, os
+
+        def evaluate(program_path):
+            setting = json.loads(os.environ["AGENTOPT_SETTING"])
+            return {"score": setting["scale"] * (2.0 if os.environ.get("SIZE") == "big" else 1.0)}
+        """
+    ))
+    (tmp_path / "program.py").write_text(PROGRAM)
+    task = tmp_path / "task.yaml"
+    task.write_text("program: program.py\nevaluator: evaluator.py\nobjective: {aggregate: mean}\n" + SETTINGS)
+    spec = load_task(task)
+    sandbox = make_sandbox(spec.sandbox)
+
+    async def go() -> Any:
+        try:
+            return await evaluate_program(sandbox, spec, spec.program)
+        finally:
+            await sandbox.close()
+
+    result = asyncio.run(go())
+    assert result.ok, result.error
+    assert result.metrics["score@small"] == 1.0 and result.metrics["score@large"] == 1.0  # 0.5 x 2 (SIZE=big)
+    assert result.score == 1.0
