@@ -268,6 +268,8 @@ class CascadeSpec(StrictModel):
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> CascadeSpec:
+        if self.promote_top is not None and not self.enabled:
+            raise ValueError("promote_top needs enabled: true (it gates cascade stages)")
         if self.rank_warmup > self.rank_window:
             raise ValueError(f"rank_warmup ({self.rank_warmup}) must not exceed rank_window ({self.rank_window})")
         return self

@@ -164,6 +164,7 @@ def test_thresholds_alone_behave_as_before(tmp_path: Path) -> None:
         ("{promote_top: 1.5}", "key 'cascade.promote_top': Value error, promote_top must be a fraction in (0, 1]"),
         ("{promote_top: [0.5, 0]}", "promote_top[1] must be a fraction in (0, 1]"),
         ("{rank_window: 5, rank_warmup: 6}", "rank_warmup (6) must not exceed rank_window (5)"),
+        ("{promote_top: 0.5}", "key 'cascade': Value error, promote_top needs enabled: true"),
     ],
 )
 def test_bad_funnel_keys_fail_in_one_line(tmp_path: Path, cascade: str, message: str) -> None:
