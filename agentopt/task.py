@@ -199,6 +199,43 @@ class BudgetSpec(StrictModel):
     patience: int | None = Field(None, gt=0, description="Stop after this many iterations without improvement.")
 
 
+class TuneSpec(StrictModel):
+    """Constants tuning: optimize each child's float literals inside its EVOLVE-BLOCKs before
+    it is judged, in one sandbox job (see docs/evolve.md, "Constants tuning")."""
+
+    enabled: bool | Literal["auto"] = Field(
+        "auto",
+        description="auto: on for the offline symbolic mutator when the evaluator defines tune_objective or an "
+        "evaluation budget is set, off for LLM children; true/false force it.",
+    )
+    evaluations: int | None = Field(
+        None,
+        ge=1,
+        description="Objective calls per child (the tuning budget). Default: 1000 when the evaluator defines a "
+        "cheap tune_objective, else 40 (each call is then a full evaluation).",
+    )
+    time_share: float = Field(
+        0.8, gt=0, le=0.9, description="Share of sandbox.timeout_s the tuner may spend; the rest is slack."
+    )
+    scale: float = Field(0.05, gt=0, le=10, description="First simplex step, relative to each literal.")
+    max_literals: int = Field(64, ge=1, description="Children with more float literals are not tuned.")
+    objective: Literal["auto", "evaluate"] = Field(
+        "auto",
+        description="auto: the evaluator's cheap tune_objective(program_path) when it defines one, else its "
+        "evaluate (or cascade stages); evaluate: always the evaluator's own scoring.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `tune: false` / `tune: true` / `tune: 500` (an evaluation budget) as well as a mapping.
+        if isinstance(data, bool):
+            return {"enabled": data}
+        if isinstance(data, int):
+            return {"enabled": True, "evaluations": data}
+        return data
+
+
 class SearchSpec(StrictModel):
     iterations: int = Field(100, ge=0, le=1_000_000_000)
     seed: int = 0
@@ -224,6 +261,14 @@ class SearchSpec(StrictModel):
     exploration_ratio: float = Field(0.2, ge=0, le=1)
     exploitation_ratio: float = Field(0.7, ge=0, le=1)
     elite_selection_ratio: float = Field(0.1, ge=0, le=1)
+    parent_top_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of parents drawn uniformly from the island's parent_top_k best programs (exploitation: "
+        "most children descend from the best few); the rest follow the exploration/exploitation/weighted mix.",
+    )
+    parent_top_k: int = Field(3, ge=1, description="How many of an island's best programs parent_top_share draws from.")
     num_top_programs: int = Field(3, ge=0)
     num_diverse_programs: int = Field(2, ge=0)
     max_code_length: int = Field(20000, gt=0)
@@ -235,6 +280,7 @@ class SearchSpec(StrictModel):
         "candidates failed (a broken setup should not burn the budget); null: never.",
     )
     failure_window: int = Field(20, ge=2, description="Evaluations max_failure_rate looks back over.")
+    tune: TuneSpec = Field(default_factory=TuneSpec)
     novelty_threshold: float = Field(
         0.0, ge=0, le=1, description="Reject children whose code distance to an island program is below this (0: off)."
     )

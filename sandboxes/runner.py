@@ -5,7 +5,9 @@ clean environment. Stdlib only; never imports agentopt (the guest may not have i
 
 Protocol (the host side lives in agentopt/sandbox/protocol.py):
 1. Read the whole job JSON line from stdin (then stdin is done): protocol, nonce,
-   evaluator_path, program_path, function, lib_dir, timeout_s, memory_mb.
+   evaluator_path, program_path, function, lib_dir, timeout_s, memory_mb, and optionally
+   tune (options for the constants tuner, ``agentopt_tune.tune``, called instead of
+   ``function``; its answer is the tuned source plus counts).
 2. Move the ORIGINAL stdout to a private, non-inheritable fd (the result channel) and point
    fd 1 at fd 2, so every print by the evaluator or candidate lands in the captured stderr
    and nothing else can write to the result channel by accident.
@@ -168,6 +170,11 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
+        tune = job.get("tune")
+        if isinstance(tune, dict):  # a constants-tuning job: see evaluators/agentopt_tune.py
+            import agentopt_tune
+
+            return {"ok": True, "value": _jsonable(agentopt_tune.tune(module, program_path, tune))}
         func = getattr(module, function, None)
         if not callable(func):
             return {"ok": False, "error_kind": "evaluator_error",

@@ -48,9 +48,11 @@ def _hyperparam(tmp_path: Path) -> Path:
 
 def test_hyperparam_workflow_evolves_offline_with_symbolic_mutator(tmp_path: Path) -> None:
     config = _hyperparam(tmp_path)
-    summary = evolve(config, iterations=3, output_dir=tmp_path / "run")
+    # 6 iterations: the offline operator mix (issue 14) spends some early children on
+    # recombination, so 3 draws of this seed no longer happen to include an improving step.
+    summary = evolve(config, iterations=6, output_dir=tmp_path / "run")
     assert summary.mutator == "symbolic"
-    assert summary.failures == 0 and summary.evaluations == 4
+    assert summary.failures == 0 and summary.evaluations == 7
     assert summary.direction == "minimize"
     assert summary.best_score < summary.initial_score  # a perturbed Param assignment trained better
     candidate = config.parent / ".agentopt" / "hyperparam" / "candidate.py"
@@ -58,8 +60,8 @@ def test_hyperparam_workflow_evolves_offline_with_symbolic_mutator(tmp_path: Pat
     best = Path(summary.best_program_path).read_text()
     assert best != candidate.read_text()
     assert load_any(config).program == candidate  # reloading regenerates the same files
-    resumed = resume(tmp_path / "run", iterations=4)  # the generated files survive for resume
-    assert resumed.iterations == 4 and resumed.evaluations == 5 and resumed.session_evaluations == 1
+    resumed = resume(tmp_path / "run", iterations=7)  # the generated files survive for resume
+    assert resumed.iterations == 7 and resumed.evaluations == 8 and resumed.session_evaluations == 1
     assert resumed.failures == 0
 
 

@@ -42,6 +42,7 @@ from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code
 from agentopt.evolve.health import FailureRate, RunAborted, initial_failure, output_tail
 from agentopt.evolve.proposal import Child, Proposer
 from agentopt.evolve.summary import RunSummary, write_outputs
+from agentopt.evolve.tuning import tune_budget, tune_enabled, tune_program, tune_seed
 from agentopt.sandbox.base import Sandbox
 from agentopt.task import TaskSpec
 
@@ -161,6 +162,7 @@ class EvolutionController:
         self._isolation_checked = False
         self._funnel = self._open_funnel()
         self._rank_limits: list[float | None] | None = None  # taken at each batch start
+        self._tune = tune_enabled(spec, proposer)
 
     # ------------------------------------------------------------------ helpers
     def _open_funnel(self) -> Funnel:
@@ -379,6 +381,8 @@ class EvolutionController:
         if len(child.code) > self.spec.search.max_code_length:
             child.error = f"program is {len(child.code)} chars, over max_code_length {self.spec.search.max_code_length}"
             return child, None, "rejected"
+        if self._tune and not is_bundle(child.code):
+            await self._tune_child(child, pending)
         code_hash = exact_hash(child.code)
         pid = make_program_id(self.spec.search.seed, child.iteration, code_hash)
         threshold = self.spec.search.novelty_threshold
@@ -417,6 +421,35 @@ class EvolutionController:
         pending[pid] = program.model_dump(mode="json")
         self.db.set_state(STATE_PENDING, pending)
         return child, program, outcome
+
+    async def _tune_child(self, child: Child, pending: dict[str, Any]) -> None:
+        """Tune the child's float literals in one sandbox job before it is judged (see
+        agentopt/evolve/tuning.py); the accepted tuned source replaces ``child.code``.
+
+        The outcome is kept in the pending batch under ``tune:<iteration>``, so a resumed
+        batch reuses it instead of tuning again (a time-limited tuning need not repeat exactly).
+        """
+        assert child.code is not None
+        key = f"tune:{child.iteration}"
+        digest = exact_hash(child.code)
+        saved = pending.get(key)
+        if isinstance(saved, dict) and saved.get("input") == digest:
+            code, record = saved.get("code"), dict(saved.get("record") or {})
+        else:
+            path = self._write_candidate(child.code, f"tune{child.iteration}")
+            try:
+                async with self._eval_slots:
+                    outcome = await tune_program(
+                        self.sandbox, self.spec, path, tune_seed(self.spec.search.seed, child.iteration)
+                    )
+            finally:
+                self._remove_candidate(path)
+            code, record = outcome.code, outcome.record
+            pending[key] = {"input": digest, "code": code, "record": record}
+            self.db.set_state(STATE_PENDING, pending)
+        if isinstance(code, str) and len(code) <= self.spec.search.max_code_length:
+            child.code = code
+        child.mutation = {**child.mutation, "tuned": record}
 
     def _commit(self, child: Child, program: Program | None, outcome: str) -> None:
         """Record one finished iteration (called in iteration order)."""
@@ -515,6 +548,10 @@ class EvolutionController:
         self.reporter.start(total=self.total_iterations, done=max(0, next_it - 1), mutator=self.proposer.describe())
         if self._slots_note:
             self.reporter.message(self._slots_note)
+        if self._tune:
+            self.reporter.message(
+                f"constants tuning: on ({tune_budget(self.spec)} evaluations per child; search.tune)"
+            )
         interrupted = False
         try:
             await self._ensure_initial()

@@ -227,6 +227,8 @@ class ProgramDB:
             exploitation_ratio=search.exploitation_ratio,
             elite_selection_ratio=search.elite_selection_ratio,
             reference_sample=REFERENCE_SAMPLE,
+            top_share=search.parent_top_share,
+            top_k=search.parent_top_k,
         )
         self._pop = Population(params, objective.direction)
         self._count = 0

@@ -38,6 +38,10 @@ class Proposer(Protocol):
     (from the run's database), which is what makes resume exact.
     """
 
+    # Whether the children are constants-tuned by default (search.tune.enabled: auto); the
+    # offline proposer says yes, an LLM proposer no (see agentopt/evolve/tuning.py).
+    tune_by_default: bool
+
     def attach(self, db: ProgramDB) -> None:
         """Bind to the run's database: load learned state, record LLM calls there."""
 

@@ -16,9 +16,16 @@ from agentopt.evolve.db import Program, ProgramDB
 from agentopt.evolve.diff import apply_reply
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.multifile import apply_bundle_reply
+from agentopt.evolve.operators import crossover_blocks, crossover_literals, extend_horner
 from agentopt.evolve.prompts import PromptProgram, build_messages, goal_text, language_from_path
 from agentopt.evolve.proposal import Child
-from agentopt.evolve.symbolic import SymbolicMutationError, SymbolicMutator
+from agentopt.evolve.symbolic import (
+    SymbolicMutationError,
+    SymbolicMutator,
+    block_spans,
+    float_literal_sites,
+    shift_ints,
+)
 from agentopt.llm.cache import ReplayMiss
 from agentopt.llm.local_server import wants_compact_prompt
 from agentopt.task import TaskSpec
@@ -37,6 +44,22 @@ def _prompt_program(program: Program, label: str = "") -> PromptProgram:
 
 
 BANDIT_STATE = "model_bandit"
+# Offline operator mix: form-changing and recombining moves are tried first with these
+# probabilities (when they apply); everything else is a symbolic edit (see symbolic.py).
+EXTEND_PROB = 0.08
+CROSSOVER_PROB = 0.12
+BLOCK_CROSSOVER_PROB = 0.05  # only with several islands and several EVOLVE-BLOCKs
+SHIFT_INTS_PROB = 0.08  # zero-sum +1/-1 between two count-like ints
+# Adaptive literal steps (a per-literal 1/5th success rule, as in (1+1)-ES): share of offline
+# children made by them, the first step, its bounds, and the factors on success and failure
+# (balanced when one move in five succeeds).
+ADAPTIVE_PROB = 0.35
+SIGMA_START, SIGMA_MIN, SIGMA_MAX = 0.1, 1e-12, 1.0
+SIGMA_UP, SIGMA_DOWN = 2.0, 2.0 ** -0.25
+SIGMA_STATE = "literal_steps"
+SIGMA_KEEP = 1024  # programs whose step vectors are remembered (the most recently updated)
+# Symbolic edit kinds under their short operator names (mutation["operator"]).
+_OPERATOR_NAMES = {"perturb_literals": "perturb"}
 
 
 def task_language(spec: TaskSpec) -> str:
@@ -59,12 +82,20 @@ def _improved(spec: TaskSpec, child: Child, program: Program | None) -> bool:
 class SymbolicProposer:
     """Offline mutator: numeric literal perturbation and small AST edits inside EVOLVE-BLOCKs."""
 
+    # Children are constants-tuned before they are judged unless search.tune.enabled is false.
+    tune_by_default = True
+
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
         self.mutator = SymbolicMutator()
+        # Program id -> relative step per float literal (adapted in observe, in commit order).
+        self._sigma: dict[str, list[float]] = {}
+        self._db: ProgramDB | None = None
 
     def attach(self, db: ProgramDB) -> None:
-        pass
+        self._db = db
+        saved = db.get_state(SIGMA_STATE, {}) or {}
+        self._sigma = {str(k): [float(x) for x in v] for k, v in saved.items() if isinstance(v, list)}
 
     def describe(self) -> str:
         return "symbolic"
@@ -85,10 +116,43 @@ class SymbolicProposer:
         return {}
 
     def observe(self, child: Child, program: Program | None) -> None:
-        pass
+        """Adapt the step vector of an adaptive perturbation's parent (and pass it on to an
+        improving child): moved literals' steps grow on success and shrink on failure."""
+        steps = child.mutation.get("steps")
+        parent = child.parent
+        if not isinstance(steps, dict) or parent is None:
+            return
+        moved = [int(i) for i in steps.get("moved", [])]
+        sigma = list(self._sigma.get(parent.id) or steps.get("sigma") or [])
+        if not sigma or any(not 0 <= i < len(sigma) for i in moved):
+            return
+        improved = _improved(self.spec, child, program)
+        for i in moved:
+            factor = SIGMA_UP if improved else SIGMA_DOWN
+            sigma[i] = min(SIGMA_MAX, max(SIGMA_MIN, sigma[i] * factor))
+        self._remember(parent.id, sigma)
+        if improved and program is not None:
+            self._remember(program.id, list(sigma))
+
+    def _cross_islands(self, parent: Program, rng: random.Random) -> tuple[str, str] | None:
+        """Block crossover with the best program of another island (store as of the batch start)."""
+        islands = self.spec.search.num_islands
+        if self._db is None or islands < 2:
+            return None
+        other = (parent.island + rng.randrange(1, islands)) % islands
+        donor = self._db.best(island=other)
+        if donor is None or not donor.ok:
+            return None
+        return crossover_blocks(parent.code, donor.code, rng)
+
+    def _remember(self, pid: str, sigma: list[float]) -> None:
+        self._sigma.pop(pid, None)
+        self._sigma[pid] = sigma
+        while len(self._sigma) > SIGMA_KEEP:
+            del self._sigma[next(iter(self._sigma))]
 
     def state_items(self) -> dict[str, Any]:
-        return {}
+        return {SIGMA_STATE: self._sigma}
 
     def meta_prompt_stats(self) -> list[dict[str, Any]]:
         return []
@@ -108,11 +172,47 @@ class SymbolicProposer:
         try:
             if is_bundle(parent.code):
                 code, description = self._mutate_bundle(parent.code, rng)
+                operator, extra = "bundle_edit", {}
             else:
-                code, description = self.mutator.mutate(parent.code, rng)
+                code, description, operator, extra = self._operate(parent, inspirations, rng)
         except (SymbolicMutationError, BundleError) as err:
             return Child(iteration, parent, None, {"kind": "symbolic"}, error=f"symbolic mutation failed: {err}")
-        return Child(iteration, parent, code, {"kind": "symbolic", "description": description})
+        mutation = {"kind": "symbolic", "operator": operator, "description": description, **extra}
+        return Child(iteration, parent, code, mutation)
+
+    def _operate(
+        self, parent: Program, inspirations: list[Program], rng: random.Random
+    ) -> tuple[str, str, str, dict[str, Any]]:
+        """One offline move: ``(child code, description, operator name, extra mutation keys)``."""
+        code = parent.code
+        u = rng.random()
+        if u < ADAPTIVE_PROB:
+            n = len(float_literal_sites(code))
+            sigma = self._sigma.get(parent.id) or [SIGMA_START] * n
+            moved = self.mutator.perturb_adaptive(code, rng, sigma) if n and len(sigma) == n else None
+            if moved is not None:
+                steps = {"moved": moved[2], "sigma": [sigma[i] for i in range(n)]}
+                return moved[0], moved[1], "perturb_adaptive", {"steps": steps}
+        u = rng.random()
+        if u < EXTEND_PROB:
+            extended = extend_horner(code, rng, block_spans(code))
+            if extended is not None:
+                return extended[0], extended[1], "extend_horner", {}
+        elif u < EXTEND_PROB + CROSSOVER_PROB:
+            for other in inspirations:
+                crossed = crossover_literals(code, other.code, rng) if other.ok else None
+                if crossed is not None:
+                    return crossed[0], crossed[1], "crossover_literals", {}
+        elif u < EXTEND_PROB + CROSSOVER_PROB + BLOCK_CROSSOVER_PROB:
+            crossed = self._cross_islands(parent, rng)
+            if crossed is not None:
+                return crossed[0], crossed[1], "crossover_blocks", {}
+        elif u < EXTEND_PROB + CROSSOVER_PROB + BLOCK_CROSSOVER_PROB + SHIFT_INTS_PROB:
+            shifted = shift_ints(code, rng)
+            if shifted is not None:
+                return shifted[0], shifted[1], "shift_ints", {}
+        child, description, kind = self.mutator.mutate_with_kind(code, rng)
+        return child, description, _OPERATOR_NAMES.get(kind, kind), {}
 
     def _mutate_bundle(self, code: str, rng: random.Random) -> tuple[str, str]:
         """Mutate one Python file of a multi-file program, tried in a seeded random order."""
@@ -132,6 +232,8 @@ class SymbolicProposer:
 
 class LLMProposer:
     """Asks an LLM (weighted ensemble) for SEARCH/REPLACE diffs or a rewrite of the parent."""
+
+    tune_by_default = False  # search.tune: true tunes LLM children too
 
     def __init__(self, spec: TaskSpec, client: Any, ledger: Any) -> None:
         self.spec = spec

@@ -90,6 +90,8 @@ class SelectionParams:
     exploitation_ratio: float = 0.7
     elite_selection_ratio: float = 0.1
     reference_sample: int = 8
+    top_share: float = 0.0
+    top_k: int = 3
 
 
 class Population:
@@ -262,12 +264,21 @@ class Population:
     def choose_parent(self, rng: random.Random, island: Island) -> int:
         """Pick a parent seq from a non-empty island by the configured strategy mix."""
         p = self.params
+        if p.top_share > 0 and rng.random() < p.top_share:
+            return self._top(rng, island)
         r = rng.random()
         if r < p.exploration_ratio:
             return self._explore(rng, island)
         if r < p.exploration_ratio + p.exploitation_ratio:
             return self._exploit(rng, island)
         return self._weighted(rng, island)
+
+    def _top(self, rng: random.Random, island: Island) -> int:
+        """One of the island's ``top_k`` best members, uniformly: AlphaEvolve/FunSearch-style
+        exploitation, so most children descend from the current best few. Never from the worse
+        half of a small island (with 3 members, "the best 3" would include the worst)."""
+        candidates = island.top(min(self.params.top_k, max(1, len(island.ranked) // 2)))
+        return candidates[rng.randrange(len(candidates))]
 
     def _explore(self, rng: random.Random, island: Island) -> int:
         return island.ranked[rng.randrange(len(island.ranked))][2]

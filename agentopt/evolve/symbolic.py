@@ -38,7 +38,15 @@ from dataclasses import dataclass
 from agentopt.blocks import BlockError, find_blocks
 from agentopt.errors import AgentoptError
 
-__all__ = ["SymbolicMutationError", "SymbolicMutator"]
+__all__ = [
+    "LiteralSite",
+    "SymbolicMutationError",
+    "SymbolicMutator",
+    "block_spans",
+    "float_literal_sites",
+    "set_literal_values",
+    "shift_ints",
+]
 
 # An edit replaces source[start:end] (absolute character offsets) with ``text``.
 _Edit = tuple[int, int, str]
@@ -168,6 +176,121 @@ def _block_spans(code: str) -> list[tuple[int, int]]:
     return [(b.body_start, b.body_end) for b in blocks if b.body_end > b.body_start]
 
 
+# Calls whose integer arguments are shapes, sizes, counts or axes: perturbing those ints
+# breaks the program (OpenEvolve's circle_packing_rect / heilbronn folders have no other
+# literals), so they are never picked by a literal edit.
+_SHAPE_CALLS = frozenset(
+    "zeros ones empty full zeros_like ones_like empty_like full_like reshape resize range arange "
+    "linspace logspace eye identity tile repeat broadcast_to split array_split rand randn randint "
+    "random normal uniform integers choice permutation shuffle seed default_rng RandomState "
+    "combinations permutations product islice".split()
+)
+_SHAPE_KEYWORDS = frozenset({"shape", "size", "axis", "axes", "ndim", "n", "k", "num", "dtype", "seed"})
+
+
+def _frozen_int_positions(src: _Source) -> set[_Pos]:
+    """Token start positions of int literals that are shapes, sizes, indices or seeds:
+    inside a subscript, an argument of a shape-like call, or a shape-like keyword."""
+    roots: list[ast.AST] = []
+    for node in ast.walk(src.tree):
+        if isinstance(node, ast.Subscript):
+            roots.append(node.slice)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name in _SHAPE_CALLS:
+                roots.extend(node.args)
+                roots.extend(k.value for k in node.keywords)
+            else:
+                roots.extend(k.value for k in node.keywords if k.arg in _SHAPE_KEYWORDS)
+    out: set[_Pos] = set()
+    for root in roots:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Constant) and type(node.value) is int:
+                out.add((node.lineno, src.ast_col(node.lineno, node.col_offset)))
+    return out
+
+
+@dataclass(frozen=True)
+class LiteralSite:
+    """A float literal inside a block, as seen by operators outside this module: its value
+    (with a unary minus) and whether a binary ``-`` precedes it (``a - 2.0``)."""
+
+    index: int
+    value: float
+    minus_before: bool
+
+
+def float_literal_sites(code: str) -> list[LiteralSite]:
+    """The float literals inside the EVOLVE-BLOCKs of ``code``, in text order ([] if unparsable)."""
+    try:
+        src = _Source(code)
+    except SymbolicMutationError:
+        return []
+    floats = [lit for lit in SymbolicMutator._scan_literals(src) if isinstance(lit.value, float)]
+    return [
+        LiteralSite(i, float(lit.value), lit.binop_prev is not None and lit.binop_prev.string == "-")
+        for i, lit in enumerate(floats)
+    ]
+
+
+def set_literal_values(code: str, sites: list[LiteralSite], values: list[float]) -> str | None:
+    """``code`` with the float literal of each site set to its value; None if that fails."""
+    try:
+        src = _Source(code)
+    except SymbolicMutationError:
+        return None
+    floats = [lit for lit in SymbolicMutator._scan_literals(src) if isinstance(lit.value, float)]
+    edits: list[_Edit] = []
+    for site, value in zip(sites, values, strict=True):
+        if site.index >= len(floats) or not math.isfinite(value):
+            return None
+        lit = floats[site.index]
+        if value == lit.value:
+            continue
+        edits.extend(_literal_edits(src, lit, repr(abs(float(value))), value))
+    child = _accept(src, (edits, "")) if edits else None
+    return child[0] if child else None
+
+
+def shift_ints(code: str, rng: random.Random) -> tuple[str, str] | None:
+    """Move one unit between two positive int literals (``+1`` on one, ``-1`` on the other).
+
+    Counts in a construction often have a fixed total (26 circles in rows of 6, 5, 6, ...):
+    a single +-1 breaks the total, a zero-sum shift keeps it and changes the layout. Shape,
+    index and seed ints are excluded as for every literal edit. None when fewer than two apply.
+    """
+    try:
+        src = _Source(code)
+    except SymbolicMutationError:
+        return None
+    ints = [lit for lit in SymbolicMutator._scan_literals(src) if type(lit.value) is int and lit.value > 0]
+    if len(ints) < 2:
+        return None
+    for _ in range(_MAX_ATTEMPTS):
+        up, down = rng.sample(ints, 2)
+        if int(down.value) < 2:
+            continue
+        edits = [
+            *_literal_edits(src, up, str(int(up.value) + 1), int(up.value) + 1),
+            *_literal_edits(src, down, str(int(down.value) - 1), int(down.value) - 1),
+        ]
+        child = _accept(src, (edits, "")) if not _overlapping(edits) else None
+        if child is not None:
+            return child[0], (
+                f"moved one unit from {down.value} (line {down.start[0]}) to {up.value} (line {up.start[0]})"
+            )
+    return None
+
+
+def block_spans(code: str) -> list[tuple[int, int]]:
+    """Character spans of the non-empty EVOLVE-BLOCK bodies (the whole file without markers)."""
+    try:
+        return _block_spans(code)
+    except SymbolicMutationError:
+        return []
+
+
 # ---------------------------------------------------------------------------- numbers
 
 
@@ -249,11 +372,17 @@ class SymbolicMutator:
 
     def mutate(self, code: str, rng: random.Random) -> tuple[str, str]:
         """Return ``(new_code, description)``; raise :class:`SymbolicMutationError` if impossible."""
+        new_code, description, _ = self.mutate_with_kind(code, rng)
+        return new_code, description
+
+    def mutate_with_kind(self, code: str, rng: random.Random) -> tuple[str, str, str]:
+        """Like :meth:`mutate`, plus the kind of edit made (e.g. ``perturb_literals``)."""
         src = _Source(code)
         for _ in range(_MAX_ATTEMPTS):
-            child = _accept(src, self._kinds[self._choose_kind(rng)](src, rng))
+            kind = self._choose_kind(rng)
+            child = _accept(src, self._kinds[kind](src, rng))
             if child is not None:
-                return child
+                return child[0], child[1], kind
         # Fall back to the one edit that almost always applies before giving up.
         for _ in range(_MAX_ATTEMPTS):
             proposal = self._perturb_literals(src, rng)
@@ -261,8 +390,39 @@ class SymbolicMutator:
                 break
             child = _accept(src, proposal)
             if child is not None:
-                return child
+                return child[0], child[1], "perturb_literals"
         raise SymbolicMutationError("no applicable symbolic mutation inside the EVOLVE-BLOCKs")
+
+    def perturb_adaptive(
+        self, code: str, rng: random.Random, sigmas: list[float]
+    ) -> tuple[str, str, list[int]] | None:
+        """Move float literals with per-literal relative steps ``sigmas`` (one per float literal
+        inside the blocks, in text order): one literal, or several together along a random
+        direction. Returns ``(child, description, moved indices)``; None when nothing applies.
+        The caller adapts ``sigmas`` from the outcome (see ``SymbolicProposer``)."""
+        try:
+            src = _Source(code)
+        except SymbolicMutationError:
+            return None
+        floats = [lit for lit in self._literals(src) if isinstance(lit.value, float)]
+        if not floats or len(sigmas) != len(floats):
+            return None
+        for _ in range(_MAX_ATTEMPTS):
+            if len(floats) == 1 or rng.random() < _SINGLE_PROB:
+                moved = [rng.randrange(len(floats))]
+            else:
+                moved = sorted(rng.sample(range(len(floats)), rng.randint(2, len(floats))))
+            edits: list[_Edit] = []
+            for i in moved:
+                lit = floats[i]
+                old = float(lit.value)
+                new = old * (1.0 + sigmas[i] * rng.gauss(0.0, 1.0)) if old else rng.gauss(0.0, sigmas[i])
+                edits.extend(self._new_literal_edits(src, lit, new))
+            child = _accept(src, (edits, "")) if not _overlapping(edits) else None
+            if child is not None:
+                lines = sorted({floats[i].start[0] for i in moved})
+                return child[0], f"moved {len(moved)} literal(s) with adaptive steps at line(s) {lines}", moved
+        return None
 
     def mutate_many(self, code: str, rng: random.Random, n: int) -> list[tuple[str, str]]:
         """``n`` independent children of ``code`` (a batch for parallel evaluation)."""
@@ -283,14 +443,16 @@ class SymbolicMutator:
             src.literals = self._scan_literals(src)
         return src.literals
 
-    def _scan_literals(self, src: _Source) -> list[_Literal]:
+    @staticmethod
+    def _scan_literals(src: _Source) -> list[_Literal]:
         out: list[_Literal] = []
         toks = [t for t in src.tokens if t.type not in (tokenize.COMMENT, tokenize.NL)]
+        frozen = _frozen_int_positions(src)
         for i, tok in enumerate(toks):
             if tok.type != token.NUMBER or not src.in_blocks(tok.start[0], tok.end[0]):
                 continue
             value = _parse_number(tok.string)
-            if value is None:
+            if value is None or (isinstance(value, int) and tok.start in frozen):
                 continue
             prev = toks[i - 1] if i > 0 else None
             before = toks[i - 2] if i > 1 else None
@@ -316,18 +478,7 @@ class SymbolicMutator:
             body = _format_float(abs(float(new_value)), abs(lit.value))
         else:
             body = str(abs(int(new_value)))
-        negative = new_value < 0 or (isinstance(new_value, float) and math.copysign(1.0, new_value) < 0)
-        start, end = src.offset(lit.start), src.offset(lit.end)
-        if not negative:
-            return [(start, end, body)]
-        if lit.negated:
-            return [(start, end, "-" + body)]
-        if lit.binop_prev is not None:
-            # `a - 2` -> `a + 2` reads better than `a - -2`.
-            op = lit.binop_prev
-            flipped = "+" if op.string == "-" else "-"
-            return [(src.offset(op.start), src.offset(op.end), flipped), (start, end, body)]
-        return [(start, end, "-" + body)]
+        return _literal_edits(src, lit, body, new_value)
 
     def _perturb_literals(self, src: _Source, rng: random.Random) -> tuple[list[_Edit], str] | None:
         """Perturb one literal, or several floats together along one random direction.
@@ -485,6 +636,22 @@ class SymbolicMutator:
         start = src.line_starts[node.lineno - 1]
         end = src.line_starts[node.end_lineno]
         return [(start, end, "")], f"deleted statement at line {node.lineno}"
+
+
+def _literal_edits(src: _Source, lit: _Literal, body: str, new_value: float | int) -> list[_Edit]:
+    """Edits that write ``body`` (the unsigned new text) with ``new_value``'s sign."""
+    negative = new_value < 0 or (isinstance(new_value, float) and math.copysign(1.0, new_value) < 0)
+    start, end = src.offset(lit.start), src.offset(lit.end)
+    if not negative:
+        return [(start, end, body)]
+    if lit.negated:
+        return [(start, end, "-" + body)]
+    if lit.binop_prev is not None:
+        # `a - 2` -> `a + 2` reads better than `a - -2`.
+        op = lit.binop_prev
+        flipped = "+" if op.string == "-" else "-"
+        return [(src.offset(op.start), src.offset(op.end), flipped), (start, end, body)]
+    return [(start, end, "-" + body)]
 
 
 def _is_unary_context(before: tokenize.TokenInfo | None) -> bool:

@@ -50,6 +50,9 @@ class SandboxJob(BaseModel):
     max_disk_mb: int = 512
     # Requirement strings the evaluator needs (e.g. 'numpy>=1.20'), checked before the first evaluation.
     requirements: list[str] = Field(default_factory=list)
+    # Constants-tuning options: the guest runs agentopt_tune.tune(evaluator, program, tune)
+    # instead of ``function`` (see agentopt/evolve/tuning.py). None: a plain evaluator call.
+    tune: dict[str, Any] | None = None
 
 
 class JobResult(BaseModel):

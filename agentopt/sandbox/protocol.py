@@ -51,6 +51,8 @@ def build_job_payload(
         "timeout_s": job.timeout_s,
         "memory_mb": job.memory_mb,
     }
+    if job.tune is not None:
+        payload["tune"] = job.tune
     return json.dumps(payload).encode() + b"\n"
 
 

@@ -186,3 +186,32 @@ def evaluate_stage2(program_path: str) -> dict[str, Any]:
 def evaluate(program_path: str) -> dict[str, Any]:
     """Single-stage evaluation (the full one)."""
     return evaluate_stage2(program_path)
+
+
+def tune_objective(program_path: str) -> dict[str, Any]:
+    """Cheap proxy for constants tuning (thousands of layout variants per child).
+
+    Runs ``construct_packing`` IN this process (no child process per call) and checks the
+    packing in float arithmetic with half the tolerance, so whatever passes here also passes
+    the exact check in ``evaluate``. Only the tuner calls this: its numbers steer which
+    constants are tried, never a stored score (the host re-scores the tuned program with
+    ``evaluate``, which runs the candidate through call_candidate), so a candidate that
+    tampers with this process can only choose its own constants.
+    """
+    source = open(program_path, encoding="utf-8").read()  # noqa: SIM115 - tiny file
+    namespace: dict[str, Any] = {"__name__": "candidate", "__file__": program_path}
+    try:
+        exec(compile(source, program_path, "exec"), namespace)  # noqa: S102 - see the docstring
+        centers, radii = parse_packing(namespace["construct_packing"]())
+    except Exception as err:  # noqa: BLE001 - any failure is just an invalid variant
+        return _invalid(f"{type(err).__name__}: {err}")
+    c, r = np.asarray(centers), np.asarray(radii)
+    tol = TOL / 2
+    if np.any(r <= 0) or np.any(c - r[:, None] < -tol) or np.any(c + r[:, None] > 1 + tol):
+        return _invalid("a circle is outside the square or has no radius")
+    d2 = np.sum((c[:, None, :] - c[None, :, :]) ** 2, axis=-1)
+    need = r[:, None] + r[None, :] - tol
+    np.fill_diagonal(d2, np.inf)
+    if np.any((need > 0) & (d2 < need * need)):
+        return _invalid("circles overlap")
+    return {"score": math.fsum(radii)}
