@@ -262,24 +262,80 @@ def schema() -> None:
 @app.command()
 @_one_line_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (finished or still running).")],
     html: Annotated[
         Path | None, typer.Option("--html", help="Where to write the HTML report (default RUN_DIR/report.html).")
     ] = None,
 ) -> None:
-    """Summarize a run in the terminal and write a self-contained HTML report."""
-    from agentopt.errors import AgentoptError
-    from agentopt.evolve.summary import read_summary
+    """Summarize a run in the terminal and write a self-contained HTML report (a snapshot while it runs)."""
+    from agentopt.evolve.report import report_rows, write_html_report
 
-    summary = read_summary(run_dir)
-    if summary is None:
-        raise AgentoptError(f"{run_dir}: no summary.json (not a run folder, or the run never started)")
-    _print_summary(summary)
+    rows, info = report_rows(run_dir)
+    _print_rows(f"agentopt — {info.name}", rows)
+    if info.state != "finished":
+        console.print(f"[yellow]{info.state}[/]: this is a snapshot ({_inert(info.state_detail)})", highlight=False)
     _print_failures(run_dir)
-    from agentopt.evolve.report import write_html_report
-
     path = write_html_report(run_dir, html or run_dir / "report.html")
     console.print(f"HTML report: {path}", highlight=False)
+
+
+@app.command()
+@_one_line_errors
+def watch(
+    path: Annotated[Path, typer.Argument(help="A run folder, or a folder of runs (e.g. runs/).")],
+    port: Annotated[int, typer.Option("--port", "-p", help="Port (default: a free one).")] = 0,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (default loopback only).")]
+    = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the dashboard in a browser.")] = False,
+) -> None:
+    """Serve a live dashboard of a run (or of every run in a folder) in the browser; read-only."""
+    from agentopt.watch.server import run_watch_cli
+
+    raise typer.Exit(run_watch_cli(path, host, port, open_browser, lambda line: console.print(line, highlight=False)))
+
+
+@app.command()
+@_one_line_errors
+def programs(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    top: Annotated[int, typer.Option("--top", "-n", help="How many to list.")] = 20,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed candidates, with their error (latest first).")]
+    = False,
+    island: Annotated[int | None, typer.Option("--island", help="Only programs born on this island.")] = None,
+    order: Annotated[str, typer.Option("--order", help="score (best first), iteration or recent.")] = "score",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List a run's programs: best first, or failed ones with their error."""
+    from agentopt.cli_inspect import list_programs
+
+    list_programs(console, run_dir, top=top, failed=failed, island=island, order=order, as_json=as_json)
+
+
+@app.command()
+@_one_line_errors
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    program_id: Annotated[str, typer.Argument(metavar="ID", help="Program id, a unique prefix, or 'best'.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    code: Annotated[bool, typer.Option("--code/--no-code", help="Print the program's code.")] = True,
+) -> None:
+    """Show one program: metrics, feedback, failure reason, guest output, lineage and code."""
+    from agentopt.cli_inspect import show_program
+
+    show_program(console, run_dir, program_id, as_json=as_json, code=code)
+
+
+@app.command()
+@_one_line_errors
+def diff(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder.")],
+    first: Annotated[str, typer.Argument(metavar="ID1", help="Program id, prefix, or 'best'.")],
+    second: Annotated[str, typer.Argument(metavar="ID2", help="Program id, prefix, or 'best'.")],
+) -> None:
+    """Unified diff of two programs' code (exit 1 when they differ, like diff)."""
+    from agentopt.cli_inspect import diff_programs
+
+    raise typer.Exit(diff_programs(console, run_dir, first, second))
 
 
 @app.command()
@@ -392,9 +448,13 @@ def _print_failures(run_dir: Path, groups_shown: int = 10, examples: int = 3, ta
     """Failure reasons grouped with counts, and the guest's last output for the top groups."""
     from rich.table import Table
 
-    from agentopt.evolve.failures import open_failure_groups
+    from agentopt.evolve.runview import RunView
 
-    groups = open_failure_groups(run_dir)
+    view = RunView(run_dir)
+    try:
+        groups = view.failure_groups()
+    finally:
+        view.close()
     if not groups:
         return
     table = Table(title="why candidates failed (grouped)", title_justify="left")
@@ -413,17 +473,21 @@ def _print_failures(run_dir: Path, groups_shown: int = 10, examples: int = 3, ta
             console.print("  " + line, markup=False, highlight=False)  # output_tail is already inert
 
 
-def _print_summary(summary: Any) -> None:
+def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     from rich.table import Table
 
-    from agentopt.evolve.summary import summary_rows
-
-    table = Table(title=f"agentopt — {summary.task}", show_header=False, title_justify="left")
+    table = Table(title=_inert(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    for label, value in summary_rows(summary):
+    for label, value in rows:
         table.add_row(label, _inert(value))
     console.print(table)
+
+
+def _print_summary(summary: Any) -> None:
+    from agentopt.evolve.summary import summary_rows
+
+    _print_rows(f"agentopt — {summary.task}", summary_rows(summary))
     console.print(f"results: {summary.run_dir}  (best program: {summary.best_program_path})", highlight=False)
 
 

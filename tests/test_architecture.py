@@ -37,9 +37,11 @@ PARTS: dict[str, str] = {
     "optim": "optim",
     "targets": "targets",
     "compat": "targets",  # deprecated shims (SHIMS)
+    "watch": "watch",
     "cli": APP,
     "cli_progress": APP,
     "cli_signals": APP,
+    "cli_inspect": APP,
     "ci": APP,
     "testing": APP,
     "pytest_plugin": APP,
@@ -62,6 +64,8 @@ ALLOWED: dict[str, set[str]] = {
     # sandbox: the OpenEvolve translation reads requirements files; llm: the traced-workflow
     # guest builds the workflow's own client.
     "targets": {"trace", "optim", "evolve", "llm", "sandbox", "task"},
+    # the dashboard reads runs through evolve's read-only RunView, charts and report tables
+    "watch": {"evolve", "task"},
     APP: set(PARTS.values()),
 }
 

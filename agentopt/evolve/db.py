@@ -35,7 +35,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -51,7 +51,7 @@ from agentopt.evolve.features import (
     raw_features,
 )
 from agentopt.evolve.hashing import code_distance
-from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key
+from agentopt.evolve.selection import Direction, Population, Record, SelectionParams, rank_key
 from agentopt.task import Objective, SearchSpec
 
 # 2: programs.func_hash (functional-equivalence cache); 3: programs.output_tail (why a candidate
@@ -191,6 +191,55 @@ def _redact(value: Any) -> Any:
     return value
 
 
+def selection_params(search: SearchSpec) -> SelectionParams:
+    """The selection knobs of a run's search settings (the store and its read-only views)."""
+    return SelectionParams(
+        num_islands=search.num_islands,
+        bins=bins_for(tuple(search.feature_dimensions), search.feature_bins),
+        population_size=search.population_size,
+        archive_size=search.archive_size,
+        exploration_ratio=search.exploration_ratio,
+        exploitation_ratio=search.exploitation_ratio,
+        elite_selection_ratio=search.elite_selection_ratio,
+        reference_sample=REFERENCE_SAMPLE,
+        top_share=search.parent_top_share,
+        top_k=search.parent_top_k,
+    )
+
+
+def replay_into(
+    pop: Population,
+    moves: list[tuple[int, int, int, int]],
+    rows: Iterable[tuple[int, str, int, int, float | None, int, str | None]],
+    direction: Direction,
+) -> tuple[int, int | None]:
+    """Insert stored programs ``(seq, id, iteration, island, score, rankable, features)`` and
+    apply migrations ``(epoch, after_seq, program_seq, to_island)`` into ``pop`` in their
+    original order; returns (programs inserted, last seq). Used on reopen, and by the read-only
+    RunView to follow a live store incrementally (rows and moves past what it has seen)."""
+    batches: list[tuple[int, list[tuple[int, int]]]] = []
+    last: tuple[int, int] | None = None
+    for epoch, after_seq, program_seq, to_island in moves:
+        if last != (epoch, after_seq):
+            batches.append((after_seq, []))
+            last = (epoch, after_seq)
+        batches[-1][1].append((program_seq, to_island))
+    pending, count, last_seq = 0, 0, None
+    for seq, pid, iteration, island, score, rankable, features in rows:
+        while pending < len(batches) and batches[pending][0] < seq:
+            pop.apply_migration(batches[pending][1])
+            pending += 1
+        key = rank_key(score, iteration, seq, direction) if rankable else None  # type: ignore[arg-type]
+        feats = tuple(json.loads(features)) if features is not None else None
+        pop.insert(Record(seq, pid, iteration, island, key, feats))
+        count += 1
+        last_seq = seq
+    while pending < len(batches):
+        pop.apply_migration(batches[pending][1])
+        pending += 1
+    return count, last_seq
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -218,19 +267,7 @@ class ProgramDB:
         self.search = search
         self._conn = conn
         self._dims = tuple(search.feature_dimensions)
-        params = SelectionParams(
-            num_islands=search.num_islands,
-            bins=bins_for(self._dims, search.feature_bins),
-            population_size=search.population_size,
-            archive_size=search.archive_size,
-            exploration_ratio=search.exploration_ratio,
-            exploitation_ratio=search.exploitation_ratio,
-            elite_selection_ratio=search.elite_selection_ratio,
-            reference_sample=REFERENCE_SAMPLE,
-            top_share=search.parent_top_share,
-            top_k=search.parent_top_k,
-        )
-        self._pop = Population(params, objective.direction)
+        self._pop = Population(selection_params(search), objective.direction)
         self._count = 0
         self._last_seq = 0
         self._migration_epoch = 0
@@ -342,34 +379,14 @@ class ProgramDB:
     def _replay(self) -> None:
         """Rebuild the in-memory indexes by re-inserting stored programs and migrations in
         their original order (reads only hot columns; never the code or data blobs)."""
-        batches: list[tuple[int, list[tuple[int, int]]]] = []
-        last: tuple[int, int] | None = None
-        for epoch, after_seq, program_seq, to_island in self._conn.execute(
-            "SELECT epoch, after_seq, program_seq, to_island FROM migrations ORDER BY ord"
-        ):
-            if last != (epoch, after_seq):
-                batches.append((after_seq, []))
-                last = (epoch, after_seq)
-            batches[-1][1].append((program_seq, to_island))
         row = self._conn.execute("SELECT value FROM state WHERE key = '__migration_epoch'").fetchone()
         self._migration_epoch = int(json.loads(row[0])) if row else 0
-        pending = 0
-        direction = self.objective.direction
-        cursor = self._conn.execute(
+        moves = self._conn.execute("SELECT epoch, after_seq, program_seq, to_island FROM migrations ORDER BY ord")
+        rows = self._conn.execute(
             "SELECT seq, id, iteration, island, score, rankable, features FROM programs ORDER BY seq"
         )
-        for seq, pid, iteration, island, score, rankable, features in cursor:
-            while pending < len(batches) and batches[pending][0] < seq:
-                self._pop.apply_migration(batches[pending][1])
-                pending += 1
-            key = rank_key(score, iteration, seq, direction) if rankable else None
-            feats = tuple(json.loads(features)) if features is not None else None
-            self._pop.insert(Record(seq, pid, iteration, island, key, feats))
-            self._count += 1
-            self._last_seq = seq
-        while pending < len(batches):
-            self._pop.apply_migration(batches[pending][1])
-            pending += 1
+        self._count, last = replay_into(self._pop, moves.fetchall(), rows, self.objective.direction)
+        self._last_seq = last or 0
 
     # ------------------------------------------------------------------ writing
     @_locked

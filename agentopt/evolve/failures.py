@@ -4,7 +4,9 @@ A count ("312 failed candidates") does not tell a user what to fix. Here the sto
 (``Program.error`` / ``error_kind`` / ``output_tail``) and rejections (replies or mutations
 that produced no program) are grouped by a normalized reason, so thirty "line 12: NameError"
 variants become one row with a count, and each group keeps one example with the guest's
-last output lines. ``agentopt report`` prints the groups; the HTML report embeds them.
+last output lines. ``agentopt report`` prints the groups; the HTML report embeds them. Both read
+the run through :meth:`agentopt.evolve.runview.RunView.failure_groups` (read-only, so a running
+run can be reported on).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentopt.evolve.controller import load_task_snapshot
-from agentopt.evolve.db import Program, ProgramDB
+from agentopt.evolve.db import Program
 from agentopt.evolve.summary import read_summary
 
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
@@ -80,10 +81,6 @@ def group_failures(programs: Iterable[Program], rejections: Iterable[dict[str, A
     return sorted(groups.values(), key=lambda g: -g.count)
 
 
-def failure_groups(db: ProgramDB, *, llm: bool) -> list[FailureGroup]:
-    return group_failures(db.programs(order="iteration"), db.rejections(), llm=llm)
-
-
 def failures_html(groups: list[FailureGroup], limit: int = 30) -> str:
     """An HTML section body (escaped: every reason and output is candidate-controlled data)."""
     if not groups:
@@ -107,16 +104,6 @@ def failures_html(groups: list[FailureGroup], limit: int = 30) -> str:
         + "</table>"
         + more
     )
-
-
-def open_failure_groups(run_dir: Path) -> list[FailureGroup]:
-    """Groups of a run folder (for `agentopt report`); empty when the run has no database."""
-    spec = load_task_snapshot(run_dir)
-    path = run_dir / "programs.db"
-    if not path.is_file():
-        return []
-    with ProgramDB.open(path, objective=spec.objective, search=spec.search) as db:
-        return failure_groups(db, llm=used_llm(run_dir))
 
 
 def used_llm(run_dir: Path) -> bool:

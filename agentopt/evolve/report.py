@@ -1,24 +1,25 @@
 """`agentopt report RUN_DIR --html FILE`: one self-contained HTML file (no scripts, no CDN).
 
-It shows the best score over iterations (inline SVG), the MAP-Elites grid of each island as a
-heat map, the lineage of the best program with the diff of every step, and LLM calls and cost
-per model. Every piece of candidate text is HTML-escaped: programs and feedback are data.
+It shows the score of every candidate and the best so far over iterations and the MAP-Elites
+grid of each island (inline SVG with labelled axes, shared with ``agentopt watch``), the
+per-operator counts, failures and rejected replies grouped by reason, the lineage of the best
+program with the diff of every step, and LLM calls and cost per model. It reads the run through
+the read-only RunView, so it also works on a running run (a snapshot that says so). Every
+piece of candidate text is HTML-escaped: programs and feedback are data.
 """
 
 from __future__ import annotations
 
-import difflib
 import html
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from agentopt.errors import AgentoptError
-from agentopt.evolve.controller import load_task_snapshot
-from agentopt.evolve.db import Program, ProgramDB
-from agentopt.evolve.failures import failure_groups, failures_html, used_llm
+from agentopt.evolve.charts import CHART_CSS, grid_chart, score_chart
+from agentopt.evolve.failures import failures_html
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
+from agentopt.evolve.runview import OperatorStats, RunInfo, RunView, format_score, unified_diff
 from agentopt.evolve.summary import RunSummary, read_summary, summary_rows
 
 _CSS = """
@@ -35,127 +36,42 @@ def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _score_chart(programs: list[Program], maximize: bool) -> str:
-    points: list[tuple[int, float]] = []
-    best: float | None = None
-    for p in programs:
-        if p.score is None:
-            continue
-        if best is None or (p.score > best if maximize else p.score < best):
-            best = p.score
-        points.append((p.iteration, best))
-    if len(points) < 1:
-        return "<p class=muted>no successful evaluation yet</p>"
-    w, h, pad = 900, 260, 40
-    xs = [x for x, _ in points]
-    ys = [y for _, y in points]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(ys)
-    if y1 == y0:
-        y0, y1 = y0 - 1, y1 + 1
-
-    def sx(x: float) -> float:
-        return pad + (x - x0) / (x1 - x0) * (w - 2 * pad)
-
-    def sy(y: float) -> float:
-        return h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
-
-    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
-    dots = "".join(
-        f'<circle cx="{sx(p.iteration):.1f}" cy="{sy(p.score):.1f}" r="2" fill="#9ab"/>'
-        for p in programs
-        if p.score is not None and y0 <= p.score <= y1
-    )
-    return (
-        f'<svg width="{w}" height="{h}" role="img" aria-label="best score over iterations">'
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#999"/>'
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#999"/>'
-        f'<text x="{pad}" y="{pad - 8}" font-size="11">{y1:.6g}</text>'
-        f'<text x="{pad}" y="{h - 8}" font-size="11">{y0:.6g} · iteration {x0}…{x1}</text>'
-        f'{dots}<path d="{path}" fill="none" stroke="#0a6" stroke-width="2"/></svg>'
-    )
-
-
-def _grid_tables(db: ProgramDB, islands: int, maximize: bool) -> str:
-    out: list[str] = []
-    for island in range(islands):
-        cells = db.grid(island)
-        if not cells:
-            continue
-        scored = {cell: db.get(pid) for cell, pid in cells.items()}
-        values = [p.score for p in scored.values() if p is not None and p.score is not None]
-        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-        dims = len(next(iter(cells)))
-        xs = sorted({c[0] for c in cells})
-        ys = sorted({c[1] for c in cells}) if dims > 1 else [0]
-        rows = []
-        for y in ys:
-            tds = []
-            for x in xs:
-                key = (x, y) + tuple([0] * max(0, dims - 2)) if dims > 1 else (x,)
-                program = scored.get(key) if key in scored else None
-                if program is None or program.score is None:
-                    tds.append('<td class="cell"></td>')
-                    continue
-                t = 0.5 if hi == lo else (program.score - lo) / (hi - lo)
-                t = t if maximize else 1 - t
-                color = f"hsl({int(120 * t)},70%,{75 - int(30 * t)}%)"
-                tds.append(
-                    f'<td class="cell" style="background:{color}" title="{_esc(program.id)} '
-                    f'score {program.score:.6g}"></td>'
-                )
-            rows.append("<tr>" + "".join(tds) + "</tr>")
-        out.append(f"<h3>island {island}: {len(cells)} occupied cells</h3><table>{''.join(rows)}</table>")
-    return "".join(out) or "<p class=muted>no grid cells</p>"
-
-
-def _lineage(db: ProgramDB, best: Program | None) -> str:
-    if best is None:
+def _lineage(view: RunView, best_id: str | None, max_diffs: int = 30) -> str:
+    if best_id is None:
         return "<p class=muted>no best program</p>"
-    chain: list[Program] = []
-    node: Program | None = best
-    seen: set[str] = set()
-    while node is not None and node.id not in seen:
-        seen.add(node.id)
-        chain.append(node)
-        node = db.get(node.parent_id) if node.parent_id else None
-    chain.reverse()
-    parts = []
-    for prev, cur in zip([None, *chain[:-1]], chain, strict=True):
+    chain = view.lineage(best_id)
+    skipped = max(0, len(chain) - max_diffs)
+    parts = [f"<p class=muted>{skipped} earlier steps not shown.</p>"] if skipped else []
+    prev = view.program(chain[skipped - 1].id) if skipped else None
+    for row in chain[skipped:]:
+        cur = view.program(row.id)
         header = (
             f"<h3>iteration {cur.iteration} · {_esc(cur.id)} · score "
-            f"{'—' if cur.score is None else f'{cur.score:.6g}'} · {_esc(cur.mutation.get('kind', ''))}</h3>"
+            f"{format_score(cur.score)} · {_esc(cur.mutation.get('operator') or cur.mutation.get('kind', ''))}</h3>"
         )
         if prev is None:
             body = f"<pre>{_esc(cur.code)}</pre>"
         else:
-            diff = difflib.unified_diff(prev.code.splitlines(), cur.code.splitlines(), "parent", "child", lineterm="")
             lines = []
-            for line in diff:
+            for line in unified_diff(prev.code, cur.code, "parent", "child"):
                 cls = "add" if line.startswith("+") else "del" if line.startswith("-") else ""
                 lines.append(f'<span class="{cls}">{_esc(line)}</span>')
             body = "<pre>" + "\n".join(lines) + "</pre>"
         if cur.feedback:
             body += f"<details><summary>evaluator feedback</summary><pre>{_esc(cur.feedback)}</pre></details>"
         parts.append(header + body)
+        prev = cur
     return "".join(parts)
 
 
-def _llm_table(calls: list[dict[str, Any]]) -> str:
-    if not calls:
+def llm_table(usage: list[dict[str, Any]]) -> str:
+    """LLM calls, cached, errors, tokens and cost per model (shared with the watch dashboard)."""
+    if not usage:
         return "<p class=muted>no LLM calls (symbolic mutator or replay)</p>"
-    per: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for call in calls:
-        row = per[str(call.get("model", "?"))]
-        row["calls"] += 1
-        row["tokens"] += float(call.get("prompt_tokens", 0)) + float(call.get("completion_tokens", 0))
-        row["cost"] += float(call.get("cost_usd", 0.0))
-        row["errors"] += 1 if call.get("error") else 0
-        row["cached"] += 1 if call.get("cached") else 0
     rows = "".join(
-        f"<tr><td>{_esc(m)}</td><td>{int(r['calls'])}</td><td>{int(r['cached'])}</td><td>{int(r['errors'])}</td>"
-        f"<td>{int(r['tokens'])}</td><td>${r['cost']:.4f}</td></tr>"
-        for m, r in sorted(per.items())
+        f"<tr><td>{_esc(u['model'])}</td><td>{u['calls']}</td><td>{u['cached']}</td><td>{u['errors']}</td>"
+        f"<td>{u['tokens']}</td><td>${u['cost_usd']:.4f}</td></tr>"
+        for u in usage
     )
     return (
         "<table><tr><th>model</th><th>calls</th><th>cached</th><th>errors</th><th>tokens</th><th>cost</th></tr>"
@@ -192,42 +108,87 @@ def _meta_table(state: dict[str, Any] | None) -> str:
     )
 
 
-def build_html(run_dir: Path) -> str:
-    spec = load_task_snapshot(run_dir)
+def _snapshot_rows(info: RunInfo) -> list[tuple[str, str]]:
+    """Summary rows of a run without summary.json (still running, or killed), from the store."""
+    return [
+        ("task", info.name),
+        ("state", f"{info.state}: {info.state_detail}"),
+        ("objective", f"{info.direction} {info.metric}"),
+        ("initial score", format_score(info.initial_score)),
+        ("best score", format_score(info.best_score)),
+        ("best program", f"{info.best_id} (iteration {info.best_iteration})"),
+        ("iterations", f"{info.next_iteration}" + (f" of {info.target_iterations}" if info.target_iterations else "")),
+        ("programs", f"{info.programs} ({info.failed} failed)"),
+        ("rejected LLM replies", str(info.rejected_replies)),
+        ("LLM calls / cost", f"{info.llm_calls} / ${info.cost_usd:.4f}"),
+    ]
+
+
+def report_rows(run_dir: Path, view: RunView | None = None) -> tuple[list[tuple[str, str]], RunInfo]:
+    """(label, value) rows of a run and its live info: summary.json's rows for a finished run,
+    a snapshot from the store (saying the run is still going) otherwise."""
+    view = view or RunView(run_dir)
+    info = view.info()
     summary = read_summary(run_dir)
-    db_path = run_dir / "programs.db"
-    if not db_path.is_file():
+    if summary is None or info.state != "finished":
+        return _snapshot_rows(info), info
+    return summary_rows(summary), info
+
+
+def operators_table(ops: dict[str, OperatorStats]) -> str:
+    """Per-operator children, failures, improvements over the parent and new bests (shared
+    with the watch dashboard)."""
+    if not ops:
+        return "<p class=muted>no children yet</p>"
+    rows = "".join(
+        f"<tr><td>{_esc(op)}</td><td>{s.children}</td><td>{s.failed}</td><td>{s.improved}</td>"
+        f"<td>{s.improved / s.children:.0%}</td><td>{s.new_best}</td></tr>"
+        for op, s in ops.items()
+    )
+    return (
+        "<table><tr><th>operator</th><th>children</th><th>failed</th><th>better than parent</th>"
+        f"<th>rate</th><th>new best</th></tr>{rows}</table>"
+    )
+
+
+def build_html(run_dir: Path) -> str:
+    """The report of a finished or running run, read through the read-only RunView (never
+    reopening the store for writing, so it is safe while the run goes on)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "programs.db").is_file():
         raise AgentoptError(f"{run_dir}: no programs.db")
-    db = ProgramDB.open(db_path, objective=spec.objective, search=spec.search)
+    view = RunView(run_dir)
     try:
-        programs = list(db.programs(order="iteration"))
-        maximize = spec.objective.direction == "maximize"
-        best = db.best()
-        rows_html = ""
-        if summary is not None:
-            for label, value in summary_rows(summary):
-                rows_html += f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>"
-        failures = sum(1 for p in programs if p.error)
-        meta_state = db.get_state(META_STATE)
+        rows, info = report_rows(run_dir, view)
+        summary = read_summary(run_dir) if info.state == "finished" else None
+        rows_html = "".join(f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>" for label, value in rows)
+        maximize = view.maximize
+        grids = "".join(grid_chart(g, maximize=maximize) for g in view.grids())
+        still = (
+            f"<p><strong>Snapshot of a {_esc(info.state)} run</strong> ({_esc(info.state_detail)}).</p>"
+            if info.state != "finished" else ""
+        )  # fmt: skip
         body = [
-            f"<h1>agentopt run: {_esc(spec.display_name)}</h1>",
+            f"<h1>agentopt run: {_esc(info.name)}</h1>",
+            still,
             f"<table>{rows_html}</table>",
-            f"<h2>Best score over iterations</h2>{_score_chart(programs, maximize)}",
-            f"<p>{len(programs)} programs, {failures} failed.</p>",
-            f"<h2>Failures and rejected children</h2>{failures_html(failure_groups(db, llm=used_llm(run_dir)))}",
-            f"<h2>MAP-Elites grid</h2>{_grid_tables(db, spec.search.num_islands, maximize)}",
-            f"<h2>Lineage of the best program</h2>{_lineage(db, best)}",
-            f"<h2>LLM calls and cost per model</h2>{_llm_table(db.llm_calls())}",
+            f"<h2>{_esc(info.metric)} over iterations</h2>{score_chart(view.score_series(), info.metric, maximize=maximize)}",
+            f"<p>{info.programs} programs, {info.failed} failed.</p>",
+            f"<h2>MAP-Elites grid</h2><div>{grids or '<p class=muted>no grid cells</p>'}</div>",
+            f"<h2>Operators</h2>{operators_table(view.operators())}",
+            f"<h2>Failures and rejected children</h2>{failures_html(view.failure_groups())}",
+            f"<h2>Lineage of the best program</h2>{_lineage(view, info.best_id)}",
+            f"<h2>LLM calls and cost per model</h2>{llm_table(view.llm_usage())}",
             f"<h2>Equivalence cache</h2>{_cache_table(summary)}",
-            f"<h2>Meta-prompt variants</h2>{_meta_table(meta_state)}",
-            f"<h2>Task</h2><pre>{_esc(json.dumps(spec.model_dump(mode='json'), indent=2))}</pre>",
+            f"<h2>Meta-prompt variants</h2>{_meta_table(view.state(META_STATE))}",
+            f"<h2>Task</h2><pre>{_esc(json.dumps(view.task, indent=2))}</pre>",
         ]
     finally:
-        db.close()
+        view.close()
     return (
         '<!doctype html><html><head><meta charset="utf-8">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-        f"<title>agentopt — {_esc(spec.display_name)}</title><style>{_CSS}</style></head><body>"
+        f"<title>agentopt — {_esc(info.name)}</title><style>{_CSS}{CHART_CSS}</style></head><body>"
         + "".join(body)
         + "</body></html>"
     )
