@@ -1,0 +1,140 @@
+"""agentopt.select: strategies on hand-built matrices whose right answer is known, B4's
+evidence against a brute-force enumeration, and accuracy on the synthetic generator."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from agentopt.select import STRATEGIES, B4Prior, SelectionError, consensus_sets, expected_accuracy, select
+from agentopt.select.b4 import log_evidence
+from agentopt.select.synthetic import SyntheticSpec, generate
+
+# Two correct solutions (0, 1) pass the four correct tests (0-3). A family of three wrong
+# solutions (2-4) shares one bug: it fails correct test 3 and passes the two wrong tests (4, 5)
+# that were written with the same misconception. Five diverse wrong solutions (5-9) each fail a
+# different correct test, but all of them pass test 3, which is evidence that test 3 is right.
+TRAP = [
+    [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0],
+    [1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 1, 1],
+    [0, 1, 1, 1, 0, 0], [1, 0, 1, 1, 0, 0], [1, 1, 0, 1, 0, 0], [0, 1, 1, 1, 0, 0], [1, 0, 1, 1, 0, 0],
+]
+
+
+def test_consensus_sets_group_identical_rows() -> None:
+    sets = consensus_sets(np.array(TRAP, dtype=bool))
+    assert sets.labels.tolist() == [0, 0, 1, 1, 1, 2, 3, 4, 2, 3]
+    assert sets.sizes.tolist() == [2, 3, 2, 2, 1]
+    assert sets.rows.sum(axis=1).tolist() == [4, 5, 3, 3, 3]
+
+
+def test_heuristics_fall_into_the_shared_bug_trap_b4_does_not() -> None:
+    correct = [True] * 2 + [False] * 8
+    assert select(TRAP, "majority").tied == [2, 3, 4]   # the biggest group is the buggy family
+    assert select(TRAP, "codet").tied == [2, 3, 4]      # 3 solutions x 5 tests beats 2 x 4
+    assert select(TRAP, "max_pass").tied == [2, 3, 4]   # 5 passes beat 4
+    chosen = select(TRAP, "b4")
+    assert chosen.index == 0 and chosen.tied == [0, 1]
+    assert expected_accuracy(chosen, correct) == 1.0
+    assert expected_accuracy(select(TRAP, "max_pass"), correct) == 0.0
+    assert chosen.probability > 0.99
+
+
+def test_b4_prefers_agreement_when_tests_are_reliable() -> None:
+    # Two groups of two; group A passes all 4 tests, group B fails 2: every strategy agrees on A.
+    m = [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]
+    for strategy in ("max_pass", "codet", "b4"):
+        assert select(m, strategy).tied == [0, 1], strategy
+    assert select(m, "majority").tied == [0, 1, 2, 3]  # equal-sized groups: majority cannot tell
+
+
+def _brute_force_log_evidence(passes: np.ndarray, rows_correct: np.ndarray, prior: B4Prior) -> float:
+    """Integrate the four Beta priors numerically-exactly by expanding the model for one (x, y)."""
+    x = rows_correct
+    y = passes[np.flatnonzero(x)[0]]
+
+    def ev(p, ones, zeros):  # log of integral theta^ones (1-theta)^zeros Beta(theta; a, b) dtheta
+        a, b = p.alpha, p.beta
+        return (math.lgamma(a + ones) + math.lgamma(b + zeros) - math.lgamma(a + b + ones + zeros)
+                - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)))
+
+    total = ev(prior.solution, x.sum(), (~x).sum()) + ev(prior.test, y.sum(), (~y).sum())
+    n01 = n00 = n11 = n10 = 0
+    for i, j in itertools.product(range(passes.shape[0]), range(passes.shape[1])):
+        if x[i]:
+            assert passes[i, j] == y[j]  # consistency: a correct solution passes exactly the correct tests
+            continue
+        if y[j]:
+            n01 += passes[i, j]
+            n00 += not passes[i, j]
+        else:
+            n11 += passes[i, j]
+            n10 += not passes[i, j]
+    return (total + ev(prior.wrong_passes_correct, n01, n00) + ev(prior.wrong_passes_wrong, n11, n10))
+
+
+def test_b4_evidence_matches_pairwise_enumeration() -> None:
+    rng = np.random.default_rng(7)
+    prior = B4Prior(solution={"alpha": 2, "beta": 3}, wrong_passes_correct={"alpha": 3, "beta": 1})
+    for _ in range(5):
+        passes = rng.random((9, 7)) < 0.5
+        passes[3] = passes[1]
+        sets = consensus_sets(passes)
+        fast = log_evidence(passes, sets, prior)
+        for k in range(sets.count):
+            slow = _brute_force_log_evidence(passes, sets.labels == k, prior)
+            assert fast[k] == pytest.approx(slow, rel=1e-9, abs=1e-9)
+
+
+def test_prior_decides_when_evidence_is_ambiguous() -> None:
+    # One solution passing two tests alone vs a pair agreeing on one other test. Believing tests
+    # are reliable picks the loner; believing solutions are mostly right picks the pair.
+    m = [[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    trust_tests = B4Prior(test={"alpha": 50, "beta": 1}, solution={"alpha": 1, "beta": 50})
+    trust_solutions = B4Prior(solution={"alpha": 50, "beta": 1}, test={"alpha": 1, "beta": 50})
+    assert select(m, "b4", prior=trust_tests).tied == [0]
+    assert select(m, "b4", prior=trust_solutions).tied == [1, 2]
+    assert select(m, "b4").tied == [1, 2]  # default priors: agreement wins
+
+
+def test_bad_input_is_a_one_line_error() -> None:
+    with pytest.raises(SelectionError, match="0/1"):
+        select([[0, 2]])
+    with pytest.raises(SelectionError, match="2-D"):
+        select([1, 0, 1])
+    with pytest.raises(SelectionError, match="no solutions"):
+        select(np.zeros((0, 3)))
+    with pytest.raises(SelectionError, match="unknown selection strategy 'vote'"):
+        select([[1]], "vote")
+    with pytest.raises(SelectionError, match="different lengths"):
+        select([[1, 0], [1]])
+    with pytest.raises(SelectionError, match="labels"):
+        expected_accuracy(select([[1], [0]]), [True])
+
+
+def test_zero_tests_means_everyone_ties() -> None:
+    chosen = select(np.zeros((4, 0), dtype=bool), "b4")
+    assert chosen.tied == [0, 1, 2, 3]
+
+
+def test_synthetic_generator_respects_its_proportions() -> None:
+    spec = SyntheticSpec(n_solutions=20, n_tests=10, correct_solutions=0.25, correct_tests=0.6)
+    p = generate(spec, np.random.default_rng(0))
+    assert p.passes.shape == (20, 10) and p.correct.sum() == 5 and p.correct_tests.sum() == 6
+    # Ground-truth consistency: correct solutions pass exactly the correct tests.
+    assert (p.passes[p.correct] == p.correct_tests).all()
+
+
+def test_b4_beats_every_heuristic_when_correct_solutions_are_rare() -> None:
+    # 2 correct solutions of 20, 60% correct tests, diverse bugs: B4's home ground in the paper.
+    spec = SyntheticSpec(correct_solutions=0.1, correct_tests=0.6, bug_families=10)
+    rng = np.random.default_rng(2024)
+    acc = dict.fromkeys(STRATEGIES, 0.0)
+    for _ in range(60):
+        p = generate(spec, rng)
+        for s in STRATEGIES:
+            acc[s] += expected_accuracy(select(p.passes, s), p.correct) / 60
+    assert acc["b4"] > max(acc["max_pass"], acc["codet"], acc["majority"]) + 0.15, acc
