@@ -1,5 +1,6 @@
 """Optimizers over trace Params: OptoPrime-style, OPRO-style, reflective Pareto (GEPA-like),
-numeric (optuna), plus the ``optimize`` loop runner behind ``agentopt optimize``.
+numeric (optuna), ranking-only (ZO-RankSGD, with terminal and LLM-judge
+rankers), plus the ``optimize`` loop runner behind ``agentopt optimize``.
 
 Every optimizer is one class in the table :data:`OPTIMIZERS` (``optimizer.kind`` -> class).
 Imports are light: litellm and optuna load only when an optimizer first needs them.
@@ -12,6 +13,8 @@ from agentopt.optim.opro import OPRO
 from agentopt.optim.optoprime import OptoPrime
 from agentopt.optim.pareto import Candidate, Evaluation, ReflectivePareto
 from agentopt.optim.parse import MalformedReply, parse_suggestion
+from agentopt.optim.rank_sgd import RankSGD
+from agentopt.optim.rankers import LLMJudgeRanker, RankingError, TerminalRanker, rank_by_score
 from agentopt.optim.validate import validate_suggestions
 
 __all__ = [
@@ -19,14 +22,19 @@ __all__ = [
     "OPTIMIZERS",
     "Candidate",
     "Evaluation",
+    "LLMJudgeRanker",
     "MalformedReply",
     "NumericOptimizer",
     "OptimizeRun",
     "Optimizer",
     "OptimizerError",
     "OptoPrime",
+    "RankSGD",
+    "RankingError",
     "ReflectivePareto",
     "StepResult",
+    "TerminalRanker",
     "parse_suggestion",
+    "rank_by_score",
     "validate_suggestions",
 ]

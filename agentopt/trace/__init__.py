@@ -11,7 +11,7 @@
 from agentopt.trace.backward import ParamFeedback, Propagation, backward
 from agentopt.trace.context import is_recording, no_trace, record
 from agentopt.trace.errors import InvalidValue, ModuleStateError, TraceError
-from agentopt.trace.feedback import Feedback
+from agentopt.trace.feedback import Feedback, RankInfo, Ranking
 from agentopt.trace.graph import ancestors, minimal_subgraphs, to_networkx, trainable_params
 from agentopt.trace.module import Module
 from agentopt.trace.nodes import ErrorNode, Node, OpNode, Param, node
@@ -30,6 +30,8 @@ __all__ = [
     "Param",
     "ParamFeedback",
     "Propagation",
+    "RankInfo",
+    "Ranking",
     "TraceError",
     "TracedFunction",
     "ancestors",

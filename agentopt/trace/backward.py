@@ -8,11 +8,12 @@ like gradient accumulation over a minibatch) until an optimizer step consumes th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from agentopt.trace.errors import InvalidValue, TraceError
-from agentopt.trace.feedback import Feedback
+from agentopt.trace.feedback import Feedback, Ranking
 from agentopt.trace.graph import minimal_subgraphs
 from agentopt.trace.nodes import Node, Param
 from agentopt.trace.render import render_text
@@ -64,14 +65,42 @@ class ParamFeedback:
         return self.propagation.render([self.param], budget_tokens=budget_tokens, names=names)
 
 
+@overload
 def backward(output: Node | TraceError, feedback: Any = None, *, params: list[Param] | None = None,
-             accumulate: bool = True) -> Propagation:
+             accumulate: bool = True) -> Propagation: ...
+
+
+@overload
+def backward(output: Sequence[Node | TraceError], feedback: Any = None, *, params: list[Param] | None = None,
+             accumulate: bool = True) -> list[Propagation]: ...
+
+
+def backward(output: Node | TraceError | Sequence[Node | TraceError], feedback: Any = None, *,
+             params: list[Param] | None = None, accumulate: bool = True) -> Propagation | list[Propagation]:
     """Propagate ``feedback`` about ``output`` to every trainable Param it depends on.
 
     ``output`` may be a node or the :class:`TraceError` a traced call raised (then feedback
     defaults to the error itself). Returns the :class:`Propagation`; with ``accumulate`` each
     Param also keeps a :class:`ParamFeedback` in ``param.feedback`` for the next optimizer step.
+
+    With a list of k outputs (candidates, e.g. one per value a ranking optimizer proposed) the
+    feedback is a :class:`Ranking` or a list of their indices, best first; each output gets a
+    Feedback saying where it stood, and one Propagation per output is returned, in list order.
     """
+    if isinstance(output, Sequence):
+        outputs = list(output)
+        if feedback is None:
+            raise InvalidValue("backward() on several outputs needs a ranking: their indices, best first")
+        ranking = Ranking.of(feedback)
+        if ranking.k != len(outputs):
+            raise InvalidValue(f"the ranking orders {ranking.k} candidates but {len(outputs)} outputs were given")
+        return [_backward_one(out, fb, params, accumulate)
+                for out, fb in zip(outputs, Feedback.ranked(ranking), strict=True)]
+    return _backward_one(output, feedback, params, accumulate)
+
+
+def _backward_one(output: Node | TraceError, feedback: Any, params: list[Param] | None,
+                  accumulate: bool) -> Propagation:
     if isinstance(output, TraceError):
         if feedback is None:
             feedback = output
