@@ -1,12 +1,13 @@
 """Optimizers over trace Params: OptoPrime-style, OPRO-style, reflective Pareto (GEPA-like),
-numeric (optuna), ranking-only (ZO-RankSGD, with terminal and LLM-judge
-rankers), plus the ``optimize`` loop runner behind ``agentopt optimize``.
+numeric (optuna), ranking-only (ZO-RankSGD, with terminal and LLM-judge rankers), verifier-guided
+iterative decoding and best-of-N, plus the ``optimize`` loop runner behind ``agentopt optimize``.
 
 Every optimizer is one class in the table :data:`OPTIMIZERS` (``optimizer.kind`` -> class).
 Imports are light: litellm and optuna load only when an optimizer first needs them.
 """
 
 from agentopt.optim.base import Optimizer, OptimizerError, OptimizeRun, StepResult
+from agentopt.optim.iterative_decoding import BestOfN, IterativeDecoding
 from agentopt.optim.kinds import OPTIMIZERS
 from agentopt.optim.numeric import NumericOptimizer
 from agentopt.optim.opro import OPRO
@@ -20,8 +21,10 @@ from agentopt.optim.validate import validate_suggestions
 __all__ = [
     "OPRO",
     "OPTIMIZERS",
+    "BestOfN",
     "Candidate",
     "Evaluation",
+    "IterativeDecoding",
     "LLMJudgeRanker",
     "MalformedReply",
     "NumericOptimizer",
