@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from agentopt.optim import LLMJudgeRanker, OptimizerError, RankingError, RankSGD, rank_by_score
+from agentopt.optim import LLMJudgeRanker, OptimizerError, RankingError, RankSGD, RankText, rank_by_score
 from agentopt.optim.rank_sgd import rank_weights
+from agentopt.optim.rank_text import borda
 from agentopt.task import LLMSpec
 from agentopt.trace import InvalidValue, Param, Ranking, backward, trace
 
@@ -158,3 +159,37 @@ def test_llm_judge_feeds_back_a_bad_reply_then_gives_up(scripted_llm) -> None:
                            "best?")
     with pytest.raises(RankingError, match="no valid ranking in 2 attempts: a candidate was named twice"):
         judge.rank(["x", "y"])
+
+
+def test_borda_aggregates_several_rankings() -> None:
+    assert borda([Ranking(order=(1, 0, 2)), Ranking(order=(1, 2, 0)), Ranking(order=(0, 1, 2))]) == [1, 0, 2]
+
+
+def test_rank_text_drafts_variants_learns_preferences_and_keeps_the_winner(scripted_llm) -> None:
+    server = scripted_llm([
+        json.dumps({"variants": [{"style": "terse"}, {"style": "very detailed answer"}, {"style": 3}]}),
+        json.dumps({"variants": [{"style": "very detailed answer, with examples"}, {"style": "short"},
+                                 {"style": "medium length"}]}),
+    ])
+    style = Param("plain", name="style")
+    opt = RankText({"style": style}, llm=LLMSpec(models=[{"name": "openai/scripted", "api_base": server.base_url}],
+                                                   max_retries=0), k=4)
+
+    @trace
+    def answer(style: str) -> str:
+        return f"[{style}]"
+
+    prefer_long = rank_by_score(len)
+    outs = [answer(style) for _ in opt.each_candidate()]
+    assert [o.value for o in outs] == ["[plain]", "[terse]", "[very detailed answer]"]  # 3 is not text: dropped
+    assert style.value == "plain"  # restored after the round
+    backward(outs, Ranking(order=prefer_long(outs).order, text="longer explains more"))
+    result = opt.step()
+    assert result.applied == {"style": "very detailed answer"} and style.value == "very detailed answer"
+    outs = [answer(style) for _ in opt.each_candidate()]
+    prompt = server.requests[1]["messages"][1]["content"]
+    assert "preferred" in prompt and "very detailed answer" in prompt and "longer explains more" in prompt
+    assert "expects text" in prompt  # the rejected variant was noted
+    assert len(outs) == 4 and outs[0].value == "[very detailed answer]"
+    backward(outs, [0, 2, 3, 1])  # the current value wins: nothing changes
+    assert opt.step().applied == {} and style.value == "very detailed answer"

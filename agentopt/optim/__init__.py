@@ -15,6 +15,7 @@ from agentopt.optim.optoprime import OptoPrime
 from agentopt.optim.pareto import Candidate, Evaluation, ReflectivePareto
 from agentopt.optim.parse import MalformedReply, parse_suggestion
 from agentopt.optim.rank_sgd import RankSGD
+from agentopt.optim.rank_text import RankText
 from agentopt.optim.rankers import LLMJudgeRanker, RankingError, TerminalRanker, rank_by_score
 from agentopt.optim.validate import validate_suggestions
 
@@ -33,6 +34,7 @@ __all__ = [
     "OptimizerError",
     "OptoPrime",
     "RankSGD",
+    "RankText",
     "RankingError",
     "ReflectivePareto",
     "StepResult",
