@@ -43,6 +43,13 @@ class Objective(StrictModel):
         description="With several `settings`: combine per-setting scores by the worst one (min when maximizing, "
         "max when minimizing), the mean, or literally min/max.",
     )
+    selection: Literal["best", "b4"] = Field(
+        "best",
+        description="How the final program is chosen: the best score, or 'b4' when the evaluator's tests are "
+        "generated (plausible): B4 over the pass matrix of the top programs, each reporting 'passes' "
+        "(e.g. \"1101\", one character per test).",
+    )
+    selection_top: int = Field(20, ge=2, description="b4: how many top-scored programs to choose among.")
 
     def better(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly better than ``b``."""

@@ -138,3 +138,55 @@ def test_b4_beats_every_heuristic_when_correct_solutions_are_rare() -> None:
         for s in STRATEGIES:
             acc[s] += expected_accuracy(select(p.passes, s), p.correct) / 60
     assert acc["b4"] > max(acc["max_pass"], acc["codet"], acc["majority"]) + 0.15, acc
+
+
+def test_evolve_final_selection_b4_replaces_the_top_scored_program(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from agentopt.evolve.db import Program, ProgramDB, make_program_id
+    from agentopt.evolve.final_selection import parse_passes, select_final
+    from agentopt.evolve.summary import RunSummary, write_outputs
+    from agentopt.task import Objective, SearchSpec
+
+    objective = Objective(selection="b4", selection_top=10)
+    db = ProgramDB.open(tmp_path / "programs.db", objective=objective, search=SearchSpec())
+    ids = []
+    for i, row in enumerate(TRAP):  # score = tests passed, as a pass-rate evaluator would report
+        code = f"def f():\n    return {i}\n"
+        ids.append(make_program_id(0, i, f"h{i}"))
+        passes = "".join(map(str, row)) if i % 2 else str(row)  # both accepted forms: "1101", "[1, 1, 0, 1]"
+        db.add(Program(id=ids[-1], code=code, iteration=i, score=float(sum(row)), complexity=10.0,
+                       artifacts={"passes": passes}))
+    spec = SimpleNamespace(objective=objective, load_warnings=[])
+    final = select_final(db, spec)
+    assert db.best().id in ids[2:5]  # the buggy family scores highest
+    assert final.program_id in ids[:2] and final.candidates == 10 and final.tests == 6
+    summary = RunSummary(task="t", run_dir=str(tmp_path), objective="score", direction="maximize",
+                         best_score=5.0, best_program_path=str(tmp_path / "best_program.py"),
+                         selection=final.model_dump())
+    write_outputs(tmp_path, db, summary, spec)
+    chosen = ids.index(final.program_id)
+    assert (tmp_path / "best_program.py").read_text() == f"def f():\n    return {chosen}\n"
+    assert f"b4: {final.program_id} among the top 10 programs x 6 tests" in (tmp_path / "summary.md").read_text()
+    assert select_final(db, SimpleNamespace(objective=Objective())) is None  # default: best score
+    assert parse_passes("10x") is None and parse_passes("[True, 0]") == [True, False]
+    with pytest.raises(ValidationError):
+        Objective(selection="vote")
+
+
+def test_evolve_final_selection_without_pass_vectors_keeps_the_best(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from agentopt.evolve.db import Program, ProgramDB, make_program_id
+    from agentopt.evolve.final_selection import select_final
+    from agentopt.task import Objective, SearchSpec
+
+    objective = Objective(selection="b4")
+    db = ProgramDB.open(tmp_path / "programs.db", objective=objective, search=SearchSpec())
+    for i in range(3):
+        db.add(Program(id=make_program_id(0, i, f"h{i}"), code=f"x = {i}\n", iteration=i, score=float(i),
+                       complexity=5.0))
+    final = select_final(db, SimpleNamespace(objective=objective))
+    assert final.program_id is None and "fewer than 2 top programs reported 'passes'" in final.note

@@ -36,6 +36,7 @@ from agentopt.evolve.bundle import (
     write_bundle,
 )
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
+from agentopt.evolve.final_selection import select_final
 from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
@@ -591,6 +592,7 @@ class EvolutionController:
 
     def summary(self) -> RunSummary:
         best = self.db.best()
+        final = select_final(self.db, self.spec)
         initial = next(iter(self.db.programs(order="iteration")), None)
         totals = self.proposer.totals()
         return RunSummary(
@@ -622,6 +624,7 @@ class EvolutionController:
             mutator=self.proposer.describe(),
             isolation=best.isolation if best else [],
             funnel=self._funnel_summary(),
+            selection=None if final is None else final.model_dump(),
         )
 
     def _funnel_summary(self) -> list[dict[str, Any]]:

@@ -52,6 +52,8 @@ class RunSummary(BaseModel):
     # Cascade funnel, one dict per stage (agentopt.evolve.funnel.StageStats): how many
     # candidates ran, passed, were stopped or failed there, and the time stopping them saved.
     funnel: list[dict[str, Any]] = Field(default_factory=list)
+    # objective.selection other than "best": what the final selection chose (best_program holds it).
+    selection: dict[str, Any] | None = None
 
     def hit_rate(self, kind: str | None = None) -> float:
         """Fraction of looked-up children served from the cache (by ``kind``, or any kind)."""
@@ -127,6 +129,15 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("isolation", ", ".join(summary.isolation) or "—"),
         ("stopped because", summary.stop_reason),
     ]
+    if summary.selection is not None:
+        sel = summary.selection
+        if sel.get("program_id"):
+            prob = sel.get("probability")
+            text = (f"{sel['strategy']}: {sel['program_id']} among the top {sel['candidates']} programs "
+                    f"x {sel['tests']} tests" + (f" (posterior {prob:.2f})" if prob is not None else ""))
+        else:
+            text = f"{sel['strategy']}: {sel.get('note', '')}"
+        rows.append(("final selection", text))
     meta = _meta_text(summary)
     if meta is not None:
         rows.insert(-1, ("meta-prompts", meta))
@@ -150,6 +161,9 @@ def write_outputs(run_dir: Path, db: ProgramDB, summary: RunSummary, spec: TaskS
     """Write best_program.*, summary.json and summary.md. Safe to call repeatedly."""
     run_dir.mkdir(parents=True, exist_ok=True)
     best = db.best()
+    chosen = (summary.selection or {}).get("program_id")
+    if chosen:
+        best = db.get(chosen) or best
     if best is not None and summary.best_program_path:
         target = Path(summary.best_program_path)
         if is_bundle(best.code):  # a multi-file candidate: a directory of its files
