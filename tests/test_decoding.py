@@ -95,3 +95,23 @@ def test_malformed_replies_become_notes_and_minimize_works(scripted_llm) -> None
     notes = opt.last_prompts[0][-1]["content"]
     assert "no JSON object" in notes and "expects text" in notes
     assert text.value == "tiny" and opt.best.score == 4
+
+
+def test_b4_selection_picks_the_agreeing_candidate_over_the_top_scored_one(scripted_llm) -> None:
+    from tests.test_select import TRAP  # rows: 0-1 correct, 2-4 a buggy family passing wrong tests
+
+    labels = [f"r{i}" for i in range(len(TRAP)) if i != 7]
+    results = {}
+    for selection in ("score", "b4"):
+        server = scripted_llm([json.dumps({"suggestion": {"text": label}}) for label in labels])
+        text = Param("r7", name="text")
+
+        def verify(text: Param = text) -> dict:
+            row = TRAP[int(text.value[1:])]
+            return {"score": sum(row), "passes": row}
+
+        opt = IterativeDecoding({"text": text}, verify=verify, llm=spec(server), n=len(labels), selection=selection)
+        opt.step()
+        results[selection] = text.value
+    assert results["score"] in {"r2", "r3", "r4"}  # 5 passes, the shared bug
+    assert results["b4"] in {"r0", "r1"}           # 4 passes, but the tests they fail are wrong

@@ -7,6 +7,11 @@ and the prompt carries feedback drawn from the reward differences of the previou
 best-scoring candidate changed and how much it gained over its parent, what the worst changed and
 how much it lost. That contrast is the signal best-of-N never gets.
 
+With generated (plausible) tests as the verifier, the highest score can belong to a candidate that
+shares the bug a wrong test encodes. ``selection="b4"``: the verifier also returns which tests
+passed (``{"score": s, "passes": [1, 0, ...]}``) and the best is chosen by B4
+(:mod:`agentopt.select`) over the pass matrix of the current best and the step's candidates.
+
 ``BestOfN`` is the same loop with ``refine=False``: every sample starts from the initial values
 with no feedback, so after S steps it is best-of-(N*S) at exactly the same number of LLM calls
 and verifier calls, which makes the two directly comparable (``benchmarks/bench_decoding.py``).
@@ -31,6 +36,7 @@ from agentopt.optim.base import (
 from agentopt.optim.pareto import Evaluation, as_evaluation
 from agentopt.optim.parse import MalformedReply, parse_suggestion
 from agentopt.optim.validate import apply_values, validate_suggestions
+from agentopt.select import select
 from agentopt.textsafe import fence
 from agentopt.trace.errors import TraceError
 from agentopt.trace.render import truncate
@@ -57,6 +63,7 @@ class Scored:
     score: float
     feedback: str
     step: int
+    passes: tuple[bool, ...] | None = None
 
 
 class IterativeDecoding(Optimizer):
@@ -78,8 +85,12 @@ class IterativeDecoding(Optimizer):
         objective: str = "",
         value_chars: int = 3000,
         seed: int = 0,
+        selection: Literal["score", "b4"] = "score",
     ) -> None:
         super().__init__(params)
+        if selection not in ("score", "b4"):
+            raise OptimizerError(f"unknown selection '{selection}' (use 'score' or 'b4')")
+        self.selection = selection
         if n < 1:
             raise OptimizerError(f"iterative decoding needs n >= 1 samples per step, got {n}")
         self.client = make_client(llm, ledger, self.kind)
@@ -104,17 +115,33 @@ class IterativeDecoding(Optimizer):
         self.last_prompts: list[list[dict[str, str]]] = []
 
     # -- verification ----------------------------------------------------------------------
-    async def _verify(self, values: dict[str, Any]) -> Evaluation:
+    async def _verify(self, values: dict[str, Any], step: int) -> Scored:
         apply_values(self.named, values)
         self.verifications += 1
+        passes = None
         try:
             if inspect.iscoroutinefunction(self.verify):
                 raw = await self.verify()
             else:  # a thread: a sync workflow may block on LLM calls through run_sync
                 raw = await asyncio.to_thread(self.verify)
-            return as_evaluation(raw)
+            if isinstance(raw, dict) and "passes" in raw:
+                raw = dict(raw)
+                passes = tuple(bool(v) for v in raw.pop("passes"))
+            ev = as_evaluation(raw)
         except TraceError as err:
-            return Evaluation(self.failure_score, str(err), err.node)
+            ev = Evaluation(self.failure_score, str(err), err.node)
+        return Scored(values, ev.score, ev.feedback, step, passes)
+
+    def _choose(self, pool: list[Scored]) -> Scored:
+        """The new best among the current best and this step's candidates."""
+        rows = [s.passes for s in pool]
+        if self.selection == "b4" and all(r is not None and len(r) == len(rows[0]) for r in rows) and rows[0]:
+            return pool[select(rows, "b4").index]
+        best = pool[0]
+        for cand in pool[1:]:
+            if self._better(cand, best):
+                best = cand
+        return best
 
     def _better(self, a: Scored, b: Scored | None) -> bool:
         return b is None or self.sign * a.score > self.sign * b.score
@@ -174,9 +201,7 @@ class IterativeDecoding(Optimizer):
     async def astep(self) -> StepResult:
         self.steps += 1
         if self.initial is None:
-            values = self.values()
-            ev = await self._verify(values)
-            self.initial = self.best = Scored(values, ev.score, ev.feedback, 0)
+            self.initial = self.best = await self._verify(self.values(), 0)
         assert self.best is not None and self.initial is not None
         base = self.best if self.refine else self.initial
         notes = self._take_notes()
@@ -190,15 +215,12 @@ class IterativeDecoding(Optimizer):
                 self.notes.append(problem)
             if values is None:
                 continue
-            ev = await self._verify(values)
-            scored.append(Scored(values, ev.score, ev.feedback, self.steps))
+            scored.append(await self._verify(values, self.steps))
         self.best_before_last = self.best
         self.last_step = scored
         self.history.append(scored)
         previous = self.best
-        for cand in scored:
-            if self._better(cand, self.best):
-                self.best = cand
+        self.best = self._choose([self.best, *scored])
         apply_values(self.named, self.best.values)
         self.curve.append((self.calls, self.best.score))
         changed = {k: v for k, v in self.best.values.items() if previous.values.get(k) != v}
