@@ -17,7 +17,8 @@ Everything runs against one scripted local OpenAI-compatible server (``tests/llm
 
 The scripted proposer ignores the feedback text, so this curve tests the *mechanics* (refining
 from the verified best compounds edits; sampling from the start cannot), not how well a model
-uses reward-difference feedback. Point ``--api-base``/``--model`` at a real model to measure that.
+uses reward-difference feedback. Point ``--api-base``/``--model`` (and ``--api-key-env``) at a real
+model to measure that: it then plays both the solver and the proposer.
 
     python benchmarks/bench_decoding.py                    # budgets up to 32 calls, 3 seeds
     python benchmarks/bench_decoding.py --budget 64 --seeds 5
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=12, help="training problems the verifier runs")
     parser.add_argument("--api-base", default=None, help="a real OpenAI-compatible endpoint instead of the script")
     parser.add_argument("--model", default="openai/scripted")
+    parser.add_argument("--api-key-env", default=None, help="environment variable holding the real model's key")
     args = parser.parse_args()
     console = Console(width=140)
     started = time.perf_counter()
@@ -145,7 +147,8 @@ def main() -> None:
     if api_base is None:
         server = ScriptedOpenAIServer(reply).start()
         api_base = server.base_url
-    spec = LLMSpec(models=[{"name": args.model, "api_base": api_base}], max_retries=0, temperature=0.7)
+    spec = LLMSpec(models=[{"name": args.model, "api_base": api_base, "api_key_env": args.api_key_env}],
+                   max_retries=0 if server else 3, temperature=0.7)
     results: dict[str, list[tuple[list[tuple[int, float]], float]]] = {"iterative decoding": [], "best-of-N": []}
     try:
         for seed in range(args.seeds):
