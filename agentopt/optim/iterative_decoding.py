@@ -198,8 +198,7 @@ class IterativeDecoding(Optimizer):
             return None, problem or "the suggestion named no parameter"
         return {**base.values, **accepted}, problem
 
-    async def astep(self) -> StepResult:
-        self.steps += 1
+    async def propose(self) -> StepResult:
         if self.initial is None:
             self.initial = self.best = await self._verify(self.values(), 0)
         assert self.best is not None and self.initial is not None
@@ -228,6 +227,11 @@ class IterativeDecoding(Optimizer):
         return StepResult(step=self.steps, applied=changed, score=None if step_best is None else self.sign * step_best,
                           error=None if scored else "no valid candidate this step",
                           reasoning=f"{len(scored)} of {self.n} candidates verified; best so far {self.best.score:.4g}")
+
+    async def astep(self) -> StepResult:
+        """One step: :meth:`propose` (which already leaves the Params at the new values)."""
+        self.steps += 1
+        return await self.propose()
 
     def apply_best(self) -> Scored | None:
         if self.best is not None:

@@ -143,9 +143,8 @@ class RankSGD(Optimizer):
         """The current point (what the optimizer believes is best)."""
         return self._values(self.center)
 
-    async def astep(self) -> StepResult:
+    async def propose(self) -> StepResult:
         """Consume the rankings given with ``backward([outputs], ranking)`` since the last step."""
-        self.steps += 1
         groups: dict[int, dict[int, int]] = {}
         for fb in self.pending():
             info = fb.feedback.rank
@@ -162,3 +161,8 @@ class RankSGD(Optimizer):
                                      "output per candidate, in the order of each_candidate()")
             rankings.append(Ranking(order=tuple(sorted(positions, key=positions.__getitem__))))
         return StepResult(step=self.steps, applied=self.tell(rankings))
+
+    async def astep(self) -> StepResult:
+        """One step: :meth:`propose` (which already leaves the Params at the new values)."""
+        self.steps += 1
+        return await self.propose()

@@ -115,7 +115,7 @@ class RankText(Optimizer):
         parts.append(f"Give {wanted} variants as the JSON object.")
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
-    async def apropose(self) -> list[dict[str, Any]]:
+    async def adraft(self) -> list[dict[str, Any]]:
         """Ask for the variants of this round (one LLM call); candidate 0 is the current value."""
         wanted = self.k - 1 if self.include_current else self.k
         messages = self.build_messages(wanted)
@@ -143,8 +143,9 @@ class RankText(Optimizer):
         self.pending_candidates = cands
         return cands
 
-    def propose(self) -> list[dict[str, Any]]:
-        return run_sync(self.apropose())
+    def draft(self) -> list[dict[str, Any]]:
+        """Synchronous :meth:`adraft`."""
+        return run_sync(self.adraft())
 
     def use(self, i: int) -> dict[str, Any]:
         if not 0 <= i < len(self.pending_candidates):
@@ -155,7 +156,7 @@ class RankText(Optimizer):
     def each_candidate(self) -> Iterator[int]:
         """Draft the variants if none are pending, then apply each in turn; restore current after."""
         if not self.pending_candidates:
-            self.propose()
+            self.draft()
         try:
             for i in range(len(self.pending_candidates)):
                 self.use(i)
@@ -166,7 +167,7 @@ class RankText(Optimizer):
     def tell(self, rankings: Ranking | Sequence[int] | Sequence[Ranking]) -> dict[str, Any]:
         """Learn from rankings of the pending candidates: the (Borda) winner becomes current."""
         if not self.pending_candidates:
-            raise OptimizerError("no candidates to rank: call propose() or each_candidate() first")
+            raise OptimizerError("no candidates to rank: call draft() or each_candidate() first")
         if isinstance(rankings, Ranking) or (rankings and all(isinstance(r, int) for r in rankings)):
             rankings = [Ranking.of(rankings)]
         ranks = [Ranking.of(r) for r in rankings]
@@ -184,8 +185,7 @@ class RankText(Optimizer):
         apply_values(self.named, self.current)
         return self.current
 
-    async def astep(self) -> StepResult:
-        self.steps += 1
+    async def propose(self) -> StepResult:
         groups: dict[int, dict[int, int]] = {}
         texts: dict[int, str] = {}
         for fb in self.pending():
@@ -202,3 +202,8 @@ class RankText(Optimizer):
         after = self.tell(rankings)
         changed = {n: v for n, v in after.items() if before.get(n) != v}
         return StepResult(step=self.steps, applied=changed, reasoning=rankings[0].text)
+
+    async def astep(self) -> StepResult:
+        """One step: :meth:`propose` (which already leaves the Params at the new values)."""
+        self.steps += 1
+        return await self.propose()
