@@ -30,6 +30,8 @@ class OptimizerSpec(StrictModel):
     memory: int = Field(5, ge=0, description="optoprime: past steps shown to the LLM.")
     budget_tokens: int = Field(6000, ge=200, description="Token budget for graph renderings in a prompt.")
     merge_every: int = Field(0, ge=0, description="pareto: merge two front members every N steps (0 = never).")
+    samples: int = Field(4, ge=1, description="iterative_decoding, best_of_n: candidates sampled (LLM calls) "
+                         "per step; batch_size is the verifier's fixed minibatch.")
     objective: str = Field("", description="Extra sentence telling the LLM what 'better' means.")
 
 

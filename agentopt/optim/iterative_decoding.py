@@ -228,6 +228,29 @@ class IterativeDecoding(Optimizer):
                           error=None if scored else "no valid candidate this step",
                           reasoning=f"{len(scored)} of {self.n} candidates verified; best so far {self.best.score:.4g}")
 
+    @classmethod
+    def for_run(cls, run: Any) -> IterativeDecoding:
+        """Build for ``agentopt optimize``: the verifier is the workflow's mean metric on one fixed
+        training minibatch of ``optimizer.batch_size`` examples (fixed, so every candidate of the
+        run is judged on the same examples); ``optimizer.samples`` is N."""
+        spec = run.cfg.optimizer
+        batch = run.rng.sample(run.train, min(spec.batch_size, len(run.train)))
+
+        def verify() -> tuple[float, str]:
+            runs = run.run_all(batch)
+            worst = sorted(runs, key=lambda r: run.sign * r.score)[:3]
+            return sum(r.score for r in runs) / len(runs), "\n".join(r.feedback.text for r in worst if r.feedback.text)
+
+        return cls(run.target, verify=verify, llm=run.client, n=spec.samples, direction=run.cfg.direction,
+                   failure_score=run.cfg.failure_score, objective=run.objective(), seed=run.cfg.seed)
+
+    def iterate(self, run: Any) -> tuple[StepResult, float]:
+        """One ``agentopt optimize`` iteration: a step (N samples, verified), then the validation
+        score of the best so far, which the step left in the Params."""
+        result = self.step()
+        score, _ = run.val_score()
+        return result, score
+
     async def astep(self) -> StepResult:
         """One step: :meth:`propose` (which already leaves the Params at the new values)."""
         self.steps += 1
