@@ -35,6 +35,7 @@ PARTS: dict[str, str] = {
     "evaluate": "evaluate",
     "evolve": "evolve",
     "optim": "optim",
+    "select": "select",
     "targets": "targets",
     "compat": "targets",  # deprecated shims (SHIMS)
     "watch": "watch",
@@ -56,11 +57,12 @@ ALLOWED: dict[str, set[str]] = {
     GROUND: set(),
     "task": set(),
     "trace": set(),
+    "select": set(),  # pure selection over a pass matrix: numpy and the ground floor only
     "llm": {"task"},
     "sandbox": {"task"},
     "evaluate": {"sandbox", "task"},
-    "evolve": {"llm", "sandbox", "evaluate", "task"},
-    "optim": {"trace", "llm", "task"},
+    "evolve": {"llm", "sandbox", "evaluate", "task", "select"},
+    "optim": {"trace", "llm", "task", "select"},
     # sandbox: the OpenEvolve translation reads requirements files; llm: the traced-workflow
     # guest builds the workflow's own client.
     "targets": {"trace", "optim", "evolve", "llm", "sandbox", "task"},

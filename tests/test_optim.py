@@ -224,7 +224,7 @@ def _problems() -> dict[str, int]:
     return {d["question"]: d["answer"] for d in map(json.loads, lines)}
 
 
-@pytest.mark.parametrize("kind", ["optoprime", "opro", "pareto"])
+@pytest.mark.parametrize("kind", ["optoprime", "opro", "pareto", "iterative_decoding", "best_of_n"])
 def test_runner_prompt_opt_with_scripted_model(scripted_llm, tmp_path, kind) -> None:
     answers = _problems()
     better = "Solve step by step, then end with only the final integer."
@@ -251,7 +251,7 @@ def test_runner_prompt_opt_with_scripted_model(scripted_llm, tmp_path, kind) -> 
     optimizer_prompts = [user_prompt(r) for r in server.requests
                          if user_prompt(r) not in answers and user_prompt(r) != "Reply with OK."]
     assert optimizer_prompts and "wrong: expected" in optimizer_prompts[0]
-    if kind != "opro":  # opro sees scores only; the others see the graph
+    if kind in ("optoprime", "pareto"):  # the others see scores and feedback text, not the graph
         assert "parse_answer" in optimizer_prompts[0]
     assert (tmp_path / "out/best_trace.html").read_text().startswith("<!DOCTYPE html>")
 

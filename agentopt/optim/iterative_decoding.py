@@ -23,11 +23,12 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from agentopt.optim.base import (
     Optimizer,
     OptimizerError,
+    OptimizeRun,
     ParamsLike,
     StepResult,
     describe_params,
@@ -229,7 +230,7 @@ class IterativeDecoding(Optimizer):
                           reasoning=f"{len(scored)} of {self.n} candidates verified; best so far {self.best.score:.4g}")
 
     @classmethod
-    def for_run(cls, run: Any) -> IterativeDecoding:
+    def for_run(cls, run: OptimizeRun) -> Self:
         """Build for ``agentopt optimize``: the verifier is the workflow's mean metric on one fixed
         training minibatch of ``optimizer.batch_size`` examples (fixed, so every candidate of the
         run is judged on the same examples); ``optimizer.samples`` is N."""
@@ -244,17 +245,12 @@ class IterativeDecoding(Optimizer):
         return cls(run.target, verify=verify, llm=run.client, n=spec.samples, direction=run.cfg.direction,
                    failure_score=run.cfg.failure_score, objective=run.objective(), seed=run.cfg.seed)
 
-    def iterate(self, run: Any) -> tuple[StepResult, float]:
+    def iterate(self, run: OptimizeRun) -> tuple[StepResult, float]:
         """One ``agentopt optimize`` iteration: a step (N samples, verified), then the validation
         score of the best so far, which the step left in the Params."""
         result = self.step()
         score, _ = run.val_score()
         return result, score
-
-    async def astep(self) -> StepResult:
-        """One step: :meth:`propose` (which already leaves the Params at the new values)."""
-        self.steps += 1
-        return await self.propose()
 
     def apply_best(self) -> Scored | None:
         if self.best is not None:

@@ -8,6 +8,7 @@ and the ``agentopt optimize`` runner both read this table.
 from __future__ import annotations
 
 from agentopt.optim.base import Optimizer
+from agentopt.optim.iterative_decoding import BestOfN, IterativeDecoding
 from agentopt.optim.numeric import NumericOptimizer
 from agentopt.optim.opro import OPRO
 from agentopt.optim.optoprime import OptoPrime
@@ -16,4 +17,5 @@ from agentopt.optim.pareto import ReflectivePareto
 __all__ = ["OPTIMIZERS"]
 
 #: Kind -> class, in the order the schema lists them (the first is not the default: see config).
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.kind: cls for cls in (OptoPrime, OPRO, ReflectivePareto, NumericOptimizer)}
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.kind: cls for cls in (OptoPrime, OPRO, ReflectivePareto, NumericOptimizer,
+                                                                     IterativeDecoding, BestOfN)}

@@ -161,8 +161,3 @@ class RankSGD(Optimizer):
                                      "output per candidate, in the order of each_candidate()")
             rankings.append(Ranking(order=tuple(sorted(positions, key=positions.__getitem__))))
         return StepResult(step=self.steps, applied=self.tell(rankings))
-
-    async def astep(self) -> StepResult:
-        """One step: :meth:`propose` (which already leaves the Params at the new values)."""
-        self.steps += 1
-        return await self.propose()

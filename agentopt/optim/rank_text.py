@@ -202,8 +202,3 @@ class RankText(Optimizer):
         after = self.tell(rankings)
         changed = {n: v for n, v in after.items() if before.get(n) != v}
         return StepResult(step=self.steps, applied=changed, reasoning=rankings[0].text)
-
-    async def astep(self) -> StepResult:
-        """One step: :meth:`propose` (which already leaves the Params at the new values)."""
-        self.steps += 1
-        return await self.propose()
