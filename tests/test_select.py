@@ -190,3 +190,56 @@ def test_evolve_final_selection_without_pass_vectors_keeps_the_best(tmp_path) ->
                        complexity=5.0))
     final = select_final(db, SimpleNamespace(objective=objective))
     assert final.program_id is None and "fewer than 2 top programs reported 'passes'" in final.note
+
+
+_VARIANT_PROGRAM = '''"""Which implementation variant this candidate is (the evaluator looks its test results up)."""
+
+# EVOLVE-BLOCK-START
+def variant():
+    return 7
+# EVOLVE-BLOCK-END
+'''
+
+_VARIANT_EVALUATOR = f'''from agentopt_guest import call_candidate
+
+ROWS = {TRAP!r}
+
+def evaluate(program_path):
+    row = ROWS[int(call_candidate(program_path, "variant", timeout=10))]
+    return {{"score": float(sum(row)), "passes": "".join(map(str, row))}}
+'''
+
+
+def test_evolve_run_with_selection_b4_ships_the_b4_choice(tmp_path, scripted_llm) -> None:
+    """A real run (scripted LLM, local sandbox): the evaluator's generated tests reward a buggy
+    family; with objective.selection b4 the shipped best_program is an agreeing correct one."""
+    import re
+
+    from agentopt.evolve.api import evolve
+
+    order = iter([0, 2, 1, 3, 5, 4, 6, 8, 9])
+
+    def reply(messages: list[dict]) -> str:
+        text = "\n".join(m["content"] for m in messages)
+        match = re.search(r"    return (\d+)", text)
+        if "EVOLVE-BLOCK" not in text or match is None:
+            return "OK"
+        return (f"<<<<<<< SEARCH\n    return {match.group(1)}\n=======\n    return {next(order, 9)}\n"
+                ">>>>>>> REPLACE\n")
+
+    server = scripted_llm(reply)
+    (tmp_path / "program.py").write_text(_VARIANT_PROGRAM)
+    (tmp_path / "evaluator.py").write_text(_VARIANT_EVALUATOR)
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "name: plausible\nprogram: program.py\nevaluator: evaluator.py\n"
+        "objective: {metric: score, selection: b4, selection_top: 10}\n"
+        "sandbox: {timeout_s: 30, memory_mb: 1024}\n"
+        f"llm: {{models: [{{name: openai/scripted, api_base: '{server.base_url}'}}], concurrency: 1}}\n"
+        "search: {iterations: 9, seed: 0}\n")
+    summary = evolve(task, output_dir=tmp_path / "run")
+    assert summary.best_score == 5.0  # the buggy family tops the generated tests
+    assert summary.selection["program_id"] and summary.selection["candidates"] >= 8
+    shipped = (tmp_path / "run" / "best_program.py").read_text()
+    assert re.search(r"return ([01])\b", shipped), shipped
+    assert "final selection" in (tmp_path / "run" / "summary.md").read_text()
