@@ -8,7 +8,6 @@ the matrix, so they must get the same score.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +76,3 @@ def consensus_sets(passes: np.ndarray) -> Consensus:
     sizes = np.bincount(labels, minlength=len(reps))
     return Consensus(labels, rows, sizes)
 
-
-def names_or_indices(names: Sequence[str] | None, n: int) -> list[str]:
-    """Display names for ``n`` solutions (their indices when no names are given)."""
-    if names is None:
-        return [str(i) for i in range(n)]
-    if len(names) != n:
-        raise SelectionError(f"got {len(names)} solution names for {n} solutions")
-    return [str(x) for x in names]
