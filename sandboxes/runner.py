@@ -153,8 +153,9 @@ def _print_traceback() -> None:
         pass
 
 
-def _run(job: dict[str, Any]) -> dict[str, Any]:
-    """Import the evaluator and call it; map every failure to an error body."""
+def _run(job: dict[str, Any], module: Any = None) -> dict[str, Any]:
+    """Import the evaluator (unless a warm zygote already did: ``module``) and call it; map every
+    failure to an error body."""
     lib_dir = job.get("lib_dir")
     evaluator_path = os.path.abspath(str(job["evaluator_path"]))
     program_path = os.path.abspath(str(job["program_path"]))
@@ -163,13 +164,14 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         if path and path not in sys.path:
             sys.path.insert(0, str(path))
     try:
-        name = f"agentopt_evaluator_{os.getpid()}"
-        spec = importlib.util.spec_from_file_location(name, evaluator_path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load evaluator {os.path.basename(evaluator_path)}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        if module is None:
+            name = f"agentopt_evaluator_{os.getpid()}"
+            spec = importlib.util.spec_from_file_location(name, evaluator_path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load evaluator {os.path.basename(evaluator_path)}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
         tune = job.get("tune")
         if isinstance(tune, dict):  # a constants-tuning job: see evaluators/agentopt_tune.py
             import agentopt_tune
@@ -200,19 +202,30 @@ def main() -> int:
     raw = sys.stdin.buffer.read()
     try:
         job = json.loads(raw)
-        nonce = str(job["nonce"])
+        if not isinstance(job, dict) or "nonce" not in job:
+            raise ValueError("no nonce")
         if job.get("protocol") != PROTOCOL:
             raise ValueError(f"unsupported protocol {job.get('protocol')!r}")
     except (ValueError, KeyError, TypeError) as exc:
         sys.stderr.write(f"runner: bad job: {exc}\n")
         return 3
     del raw
+    return serve(job)
+
+
+def serve(job: dict[str, Any], module: Any = None) -> int:
+    """Steps 2-4 of the protocol for a parsed job; the result channel is the current fd 1.
+
+    Also the entry point of warm workers (sandboxes/zygote.py), which fork a job with the
+    runner and the evaluator ``module`` already imported.
+    """
+    nonce = str(job["nonce"])
     _make_undumpable()
     result_fd = os.dup(1)  # non-inheritable by default (PEP 446)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     _apply_limits(job.get("memory_mb"), job.get("timeout_s"))
-    body = _run(job)
+    body = _run(job, module)
     try:
         sys.stderr.flush()
     except Exception:  # noqa: BLE001

@@ -33,8 +33,21 @@ def _local_namespaces_unavailable() -> str | None:
     return None
 
 
+def _local_warm_unavailable() -> str | None:
+    from agentopt.sandbox.warm_local import warm_unavailable
+
+    return warm_unavailable()
+
+
+def _local_warm() -> Sandbox:
+    from agentopt.sandbox.warm_local import WarmLocalSandbox
+
+    return WarmLocalSandbox()
+
+
 BACKENDS: list[Backend] = [
     Backend("local-namespaces", lambda: LocalSandbox(isolation="namespaces"), _local_namespaces_unavailable),
+    Backend("local-warm", _local_warm, _local_warm_unavailable),
 ]
 
 # --- docker and ray (agentopt/sandbox/docker_backend.py, ray_backend.py) -----------------------

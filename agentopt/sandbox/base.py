@@ -70,6 +70,8 @@ class JobResult(BaseModel):
     # Which protections applied to this run, e.g. ["process_group", "pid_namespace",
     # "net_namespace", "rlimit_as", "clean_env", "private_tmp", "result_pipe"].
     isolation: list[str] = Field(default_factory=list)
+    # Peak memory of the whole job (all its processes + its tmpfs), where a memory cgroup measured it.
+    peak_memory_mb: float | None = None
 
 
 class Sandbox(abc.ABC):

@@ -1,0 +1,471 @@
+"""WarmLocalSandbox: every isolation layer of the local backend, per job, without paying for it
+from scratch (the guest side is sandboxes/zygote.py; docs/sandbox.md has the design).
+
+A cold local job costs a chain of tool launches (unshare, sh, mount x N, prlimit, setpriv) and a
+Python start with the runner's and the evaluator's imports. Here one worker process per distinct
+job environment sets up its namespaces once, imports the runner and the task's evaluator once,
+and forks each job: the fork creates fresh pid/mount/net namespaces, joins the job's own pids +
+memory cgroup, mounts its private tmpfs dirs, sets rlimits, drops to nobody and runs the job.
+
+Discard on doubt: a worker whose control channel breaks, whose job setup fails, or that does not
+report a killed job within seconds is killed (its pid namespace takes every job process with it)
+and the job is re-run on the cold path once; the next job starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from agentopt.errors import SandboxError
+from agentopt.paths import runner_path
+from agentopt.sandbox import cgroups
+from agentopt.sandbox.base import JobResult, SandboxJob
+from agentopt.sandbox.local import (
+    _DEFAULT_PATH,
+    _FRAME_HEADER_MAX,
+    _PRIVATE_TMP_DIRS,
+    _TERM_GRACE_S,
+    IsolationMode,
+    LocalSandbox,
+    _gpu_env,
+    _read_capped,
+)
+from agentopt.sandbox.protocol import build_job_payload, job_result, new_nonce
+
+log = logging.getLogger(__name__)
+
+_SETUP_FAILED = 125
+_MAX_WORKERS = 4  # distinct job environments kept warm at once
+_START_TIMEOUT_S = 30.0
+_DONE_GRACE_S = 5.0
+
+
+def zygote_path() -> Path:
+    """sandboxes/zygote.py next to the runner (the wheel ships both under agentopt/_guest)."""
+    return runner_path().parent / "zygote.py"
+
+
+def warm_unavailable() -> str | None:
+    """None when warm workers can apply every local isolation layer here, else the reason."""
+    from agentopt.sandbox import isolation as iso
+
+    s = iso.detect()
+    cg = cgroups.detect()
+    if not s.is_root:
+        return "warm local workers need root (namespaces, cgroups, the drop to nobody)"
+    if not (s.unshare and s.unshare_net):
+        return "this machine cannot create pid/mount/net namespaces"
+    if not (s.setpriv and s.nobody):
+        return "no 'nobody' user to drop the guest to"
+    if cg.pids_parent is None or cg.memory_parent is None:
+        return "no writable pids and memory cgroups for per-job limits"
+    if not zygote_path().exists():
+        return f"guest file missing: {zygote_path()}"
+    return None
+
+
+class _Worker:
+    """One zygote process and its control socket; replies are matched to jobs by id.
+
+    Loop-independent on purpose (callers may use a new event loop per ``asyncio.run``): the
+    process is a plain Popen and a reader thread hands each "done" to the waiting job's loop.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.pending: dict[str, asyncio.Future[int]] = {}
+        self.dead: str | None = None
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read_loop, name="agentopt-warm-worker", daemon=True)
+
+    def start_reader(self) -> None:
+        self._reader.start()
+
+    def add(self, job_id: str, fut: asyncio.Future[int]) -> None:
+        with self._lock:
+            if self.dead:
+                raise SandboxError(f"warm sandbox worker is gone ({self.dead})")
+            self.pending[job_id] = fut
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            self.pending.pop(job_id, None)
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                msg = json.loads(data)
+                if msg.get("op") == "done":
+                    with self._lock:
+                        fut = self.pending.pop(str(msg.get("id")), None)
+                    if fut is not None:
+                        _resolve(fut, int(msg.get("status", -1)), None)
+        except (OSError, ValueError) as exc:
+            if not self.dead:
+                log.warning("warm sandbox worker channel failed: %s", exc)
+        with self._lock:
+            self.dead = self.dead or "worker exited"
+            pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            _resolve(fut, None, SandboxError("warm sandbox worker died"))
+
+    def send(self, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(obj).encode()
+        if fds:
+            socket.send_fds(self.sock, [data], fds)
+        else:
+            self.sock.send(data)
+
+    def kill(self) -> None:
+        """Kill the worker: the zygote's pid namespace (and every job in it) dies with it."""
+        with self._lock:
+            self.dead = self.dead or "discarded"
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5.0)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _resolve(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
+    """Complete ``fut`` from the reader thread on the loop that owns it (if that loop still runs)."""
+
+    def apply() -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value if value is not None else -1)
+
+    with contextlib.suppress(RuntimeError):  # the job's loop is closed: nobody waits any more
+        fut.get_loop().call_soon_threadsafe(apply)
+
+
+class WarmLocalSandbox(LocalSandbox):
+    """LocalSandbox whose jobs are forked from warm, pre-isolated workers (same layers, ms each)."""
+
+    name = "local"
+
+    def __init__(self, *, isolation: IsolationMode = "auto", python: str | None = None,
+                 temp_root: str | None = None, pids_max: int = 128) -> None:
+        reason = warm_unavailable()
+        if reason:
+            raise SandboxError(f"warm local sandbox unavailable: {reason}; set sandbox.warm: false")
+        super().__init__(isolation=isolation, python=python, run_as_nobody=True, temp_root=temp_root,
+                         pids_max=pids_max)
+        if self._mode != "namespaces" or self._drop is None or not self._stage:
+            raise SandboxError("warm local sandbox unavailable: needs namespaces and the drop to nobody")
+        self._workers: dict[str, _Worker] = {}
+        self._starting: dict[str, threading.Lock] = {}
+        self._preloaded: dict[str, Path] = {}
+        self._retired: list[_Worker] = []
+
+    def available_isolation(self) -> list[str]:
+        return super().available_isolation()
+
+    # ------------------------------------------------------------------ workers
+
+    def _worker_key(self, env: dict[str, str]) -> str:
+        stable = {k: v for k, v in env.items() if k not in ("HOME", "TMPDIR")}
+        return hashlib.sha256(json.dumps(sorted(stable.items())).encode()).hexdigest()[:16]
+
+    async def _get_worker(self, key: str, env: dict[str, str]) -> _Worker:
+        lock = self._starting.setdefault(key, threading.Lock())
+        # A thread lock (not asyncio's): callers may come from different event loops.
+        await asyncio.to_thread(lock.acquire)
+        try:
+            worker = self._workers.get(key)
+            if worker is not None and worker.dead is None:
+                return worker
+            if worker is not None:
+                await asyncio.to_thread(worker.kill)
+                self._workers.pop(key, None)
+            while len(self._workers) >= _MAX_WORKERS:
+                old_key = next(iter(self._workers))
+                old = self._workers.pop(old_key)
+                if not old.pending:
+                    await asyncio.to_thread(old.kill)
+                else:  # busy: let its jobs finish, it is killed at close()
+                    self._retired.append(old)
+            worker = await asyncio.to_thread(self._start_worker, env)
+            self._workers[key] = worker
+            return worker
+        finally:
+            lock.release()
+
+    def _start_worker(self, env: dict[str, str]) -> _Worker:
+        host_sock, guest_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        base_env = {k: v for k, v in env.items() if k not in ("HOME", "TMPDIR")}
+        base_env["HOME"] = "/"
+        log_path = self._root / f"zygote-{secrets.token_hex(4)}.log"
+        try:
+            with open(log_path, "wb") as log_file:
+                proc = subprocess.Popen(
+                    [self._python, "-I", str(zygote_path()), str(os.getpid())],
+                    stdin=guest_sock.fileno(), stdout=log_file, stderr=log_file,
+                    cwd="/", env=base_env, start_new_session=True)
+        except OSError as exc:
+            host_sock.close()
+            raise SandboxError(f"cannot start a warm sandbox worker: {exc}") from exc
+        finally:
+            guest_sock.close()
+        worker = _Worker(proc, host_sock)
+        cfg = {
+            "runner": self._runner,
+            "lib_dir": self._lib_dir,
+            "hidden": self._hidden,
+            "expose": _keep_paths(self._expose, str(self._root)),
+            "private_tmp": [t for t in _PRIVATE_TMP_DIRS if os.path.isdir(t) and not os.path.islink(t)],
+            "drop": list(self._drop) if self._drop else None,
+        }
+        try:
+            worker.send(cfg)
+            host_sock.settimeout(_START_TIMEOUT_S)
+            data = host_sock.recv(65536)
+            host_sock.settimeout(None)
+            ready = json.loads(data) if data else {}
+        except (OSError, ValueError):
+            ready = {}
+        if ready.get("op") != "ready":
+            worker.kill()
+            detail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path.exists() else []
+            raise SandboxError(f"warm sandbox worker failed to start{': ' + detail[0] if detail else ''}")
+        worker.start_reader()
+        return worker
+
+    def _preload_dir(self, job: SandboxJob) -> tuple[str, Path] | None:
+        """Stage the evaluator + extra files once per content, for the zygote to import from."""
+        h = hashlib.sha256()
+        srcs = [Path(job.evaluator_path), *map(Path, job.extra_files)]
+        try:
+            h.update(srcs[0].read_bytes())
+            for src in srcs[1:]:
+                st = src.stat()
+                h.update(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        except OSError:
+            return None
+        key = h.hexdigest()[:24]
+        if key in self._preloaded:
+            return key, self._preloaded[key]
+        dest = self._root / f"preload-{key}"
+        tmp = Path(tempfile.mkdtemp(prefix="preload-", dir=self._root))
+        try:
+            for src in srcs:
+                if src.is_dir():
+                    shutil.copytree(src, tmp / src.name, symlinks=False)
+                else:
+                    shutil.copyfile(src, tmp / src.name)
+            for dirpath, _dirs, files in os.walk(tmp):
+                os.chmod(dirpath, 0o755)
+                for name in files:
+                    os.chmod(os.path.join(dirpath, name), 0o644)
+            tmp.rename(dest)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not dest.exists():
+                return None
+        self._preloaded[key] = dest / srcs[0].name
+        return key, self._preloaded[key]
+
+    # ------------------------------------------------------------------ run
+
+    def _job_env(self, job: SandboxJob, work: Path) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", _DEFAULT_PATH),
+            "HOME": str(work),
+            "TMPDIR": str(work / "tmp"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            **job.env,
+            "PYTHONHASHSEED": job.env.get("PYTHONHASHSEED", "0"),
+            **_gpu_env(job.gpus),
+        }
+
+    def _limits(self, job: SandboxJob) -> dict[str, Any]:
+        cpu = int(-(-job.timeout_s // 1)) + 1
+        return {
+            "RLIMIT_AS": job.memory_mb * 1024 * 1024,
+            "RLIMIT_CPU": [cpu, cpu + 2],
+            "RLIMIT_FSIZE": job.max_disk_mb * 1024 * 1024,
+            "RLIMIT_CORE": 0,
+            "RLIMIT_NPROC": self._pids_max * 4,
+        }
+
+    def _layers(self, job: SandboxJob, cg: cgroups.JobCgroup) -> list[str]:
+        layers = ["process_group", "clean_env", "private_workdir", "result_pipe", *cg.layers,
+                  "pid_namespace", "mount_namespace"]
+        if not job.network:
+            layers.append("net_namespace")
+        layers += ["private_tmp", "disk_quota", "rlimit_as", "rlimit_cpu", "rlimit_fsize", "rlimit_core",
+                   "rlimit_nproc", "uid_nobody", "readonly_task_files"]
+        return layers
+
+    async def run(self, job: SandboxJob) -> JobResult:
+        try:
+            return await self._run_warm(job)
+        except _Discarded as exc:
+            log.warning("warm sandbox worker discarded (%s); running this job cold", exc)
+            return await super().run(job)
+
+    async def _run_warm(self, job: SandboxJob) -> JobResult:
+        nonce = new_nonce()
+        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self._root))
+        cg: cgroups.JobCgroup | None = None
+        try:
+            program, evaluator, work = await asyncio.to_thread(self._prepare_dirs, job, job_dir)
+            cg = cgroups.JobCgroup.create(pids_max=self._pids_max, memory_bytes=job.memory_mb * 1024 * 1024)
+            if cg is None or cg.memory_dir is None or cg.pids_dir is None:
+                raise _Discarded("could not create the job's pids + memory cgroup")
+            env = self._job_env(job, work)
+            key = self._worker_key(env)
+            try:
+                worker = await self._get_worker(key, env)
+            except SandboxError as exc:
+                raise _Discarded(str(exc)) from exc
+            preload = await asyncio.to_thread(self._preload_dir, job)
+            payload = json.loads(build_job_payload(job, evaluator_path=str(evaluator), program_path=str(program),
+                                                   lib_dir=self._lib_dir, nonce=nonce))
+            job_id = secrets.token_hex(8)
+            msg = {"op": "run", "id": job_id, "job": payload, "work": str(work), "env": env,
+                   "network": job.network, "disk_mb": job.max_disk_mb, "limits": self._limits(job),
+                   "cgroup_procs": [str(p) for p in cg.procs_files],
+                   "preload_key": preload[0] if preload else None,
+                   "preload_path": str(preload[1]) if preload else None}
+            return await self._execute_warm(job, worker, msg, cg, nonce)
+        finally:
+            if cg is not None:
+                await cg.remove()
+            await asyncio.to_thread(shutil.rmtree, job_dir, True)
+
+    async def _execute_warm(self, job: SandboxJob, worker: _Worker, msg: dict[str, Any],
+                            cg: cgroups.JobCgroup, nonce: str) -> JobResult:
+        loop = asyncio.get_running_loop()
+        res_r, res_w = os.pipe()
+        err_r, err_w = os.pipe()
+        done: asyncio.Future[int] = loop.create_future()
+        t0 = time.monotonic()
+        try:
+            try:
+                worker.add(msg["id"], done)
+                worker.send(msg, [res_w, err_w])
+            except (OSError, SandboxError) as exc:
+                worker.forget(msg["id"])
+                await asyncio.to_thread(worker.kill)
+                os.close(res_r)
+                os.close(err_r)
+                raise _Discarded(f"cannot reach the worker: {exc}") from exc
+        finally:
+            os.close(res_w)
+            os.close(err_w)
+        out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
+        err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
+        timed_out = False
+        status: int | None = None
+        try:
+            try:
+                status = await asyncio.wait_for(asyncio.shield(done), timeout=job.timeout_s)
+            except TimeoutError:
+                timed_out = True
+                cg.signal(signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    status = await asyncio.wait_for(asyncio.shield(done), timeout=_TERM_GRACE_S)
+            if status is None:
+                cg.signal(signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    worker.send({"op": "kill", "id": msg["id"]})
+                try:
+                    status = await asyncio.wait_for(asyncio.shield(done), timeout=_DONE_GRACE_S)
+                except TimeoutError:
+                    await asyncio.to_thread(worker.kill)  # doubt: the job did not die when told
+                    status = None
+        except SandboxError as exc:  # the worker died under this job
+            for t in (out_task, err_task):
+                t.cancel()
+            raise _Discarded(str(exc)) from exc
+        finally:
+            worker.forget(msg["id"])
+        wall = time.monotonic() - t0
+        finished, pending = await asyncio.wait([out_task, err_task], timeout=2.0)
+        for t in pending:
+            t.cancel()
+        result_bytes, _ = out_task.result() if out_task in finished else (b"", 0)
+        err_bytes, err_total = err_task.result() if err_task in finished else (b"", 0)
+        stderr = err_bytes.decode("utf-8", "replace")
+        if status == _SETUP_FAILED and not result_bytes and "agentopt-zygote: job setup failed" in stderr:
+            await asyncio.to_thread(worker.kill)
+            raise _Discarded(stderr.strip().splitlines()[-1][:300])
+        if err_total > len(err_bytes):
+            stderr += f"\n[... {err_total - len(err_bytes)} more bytes of output discarded]"
+        result = job_result(job=job, nonce=nonce, result_bytes=result_bytes, returncode=status,
+                            timed_out=timed_out, stdout="", stderr=stderr, wall_s=wall,
+                            isolation=self._layers(job, cg), oom_killed=cg.oom_killed())
+        peak = cg.peak_bytes()
+        if peak is not None:
+            result.peak_memory_mb = round(peak / (1 << 20), 1)
+        return result
+
+    async def close(self) -> None:
+        workers = [*self._workers.values(), *self._retired]
+        self._workers.clear()
+        for w in workers:
+            await asyncio.to_thread(w.kill)
+        await super().close()
+
+
+class _Discarded(Exception):
+    """The warm path could not run this job fairly; the caller re-runs it cold."""
+
+
+def _keep_paths(expose: list[str], root: str) -> list[str]:
+    from agentopt.sandbox.isolation import minimal_roots
+
+    return minimal_roots([*expose, root])
+
+
+async def _read_fd(fd: int, cap: int) -> tuple[bytes, int]:
+    """Read a pipe to EOF through asyncio, keeping at most ``cap`` bytes (see _read_capped)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    pipe = os.fdopen(fd, "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        return await _read_capped(reader, cap)
+    finally:
+        transport.close()
+
+
+def make_local_sandbox(warm: bool | Literal["auto"] = "auto", **kwargs: Any) -> LocalSandbox:
+    """The local backend: warm when asked, or on ``auto`` when every isolation layer applies."""
+    if warm is False:
+        return LocalSandbox(**kwargs)
+    reason = warm_unavailable()
+    if reason is None:
+        return WarmLocalSandbox(**kwargs)
+    if warm is True:
+        raise SandboxError(f"sandbox.warm: true but {reason}")
+    return LocalSandbox(**kwargs)
+
+
+__all__ = ["WarmLocalSandbox", "make_local_sandbox", "warm_unavailable", "zygote_path"]

@@ -1,0 +1,371 @@
+"""Warm local sandbox worker: set up isolation once, then fork one fully isolated job per request.
+
+Started by the host (agentopt/sandbox/warm_local.py) as ``<python> -I zygote.py <host pid>`` with
+a clean environment, running as root, with a SOCK_SEQPACKET control socket as fd 0. Stdlib only;
+never imports agentopt.
+
+Process tree (every arrow is a fork; nothing is exec'd per job)::
+
+    outer      PDEATHSIG=KILL (dies with the host), waits for the zygote
+     zygote    pid 1 of the worker pid namespace, own mount namespace; has imported the runner
+     |         and the task's evaluator (with its heavy imports) once. PDEATHSIG=KILL from outer.
+     |         When it dies the kernel kills every process in its pid namespace, nested ones too.
+     leader    per job, root: unshare(pid, mount[, net]) namespaces, fork, wait, report status
+      init     pid 1 of the job's pid namespace: join the job's cgroups, mount /proc and private
+               tmpfs over /tmp, /var/tmp, /dev/shm and the work dir, rlimits, drop to nobody
+               (no groups, no capabilities, no_new_privs), clean env, then the runner's job code.
+
+Per job the host sends one message: JSON {op: "run", id, job: <runner job>, ...} plus two file
+descriptors (result pipe, output pipe) by SCM_RIGHTS. The zygote answers {op: "done", id, status}
+when the job's init has exited (by then every process of the job is gone: the kernel empties a pid
+namespace before its init is reaped). Setup failures exit with code 125 and a message on the
+job's output; the host then discards this worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import resource
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+SETUP_FAILED = 125
+_MAX_MSG = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                       data.encode() if data else None), f"mount {target}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def _prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, arg, 0, 0, 0), f"prctl {option}")
+
+
+def _tmpfs(target: str, size_mb: int, mode: str, owner: tuple[int, int] | None = None) -> None:
+    opts = f"size={size_mb}m,mode={mode}"
+    if owner:
+        opts += f",uid={owner[0]},gid={owner[1]}"
+    _mount("agentopt-tmp", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+
+
+def _cover(dirs: list[str], keep: list[str], size_mb: int, mode: str) -> None:
+    """Mount a fresh tmpfs over each of ``dirs``, binding the ``keep`` paths back into place.
+
+    The kept paths are held open by O_PATH fds across the cover and bound from /proc/self/fd,
+    so no staging mount point is needed (the cold path uses mount --move through a stage dir).
+    """
+    held = []
+    for path in keep:
+        if any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs):
+            held.append((path, os.open(path, os.O_PATH)))
+    for d in dirs:
+        _tmpfs(d, size_mb, mode)
+    for path, fd in held:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()  # noqa: SIM115 - a mount point for a file bind
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
+
+
+def _drop_privileges(uid: int, gid: int) -> None:
+    """nobody, no groups, empty bounding set, no_new_privs (what ``setpriv`` does in the cold path)."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    try:
+        last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    except (OSError, ValueError):
+        last = 40
+    for cap in range(last + 1):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
+            raise OSError(ctypes.get_errno(), "cannot drop capability bounding set")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgroups():
+        raise OSError("privilege drop did not take effect")
+
+
+# ------------------------------------------------------------------ per job (in the job's init)
+
+
+def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
+              module: Any) -> None:
+    """Runs as pid 1 of the job's namespaces; never returns."""
+    try:
+        os.dup2(out_fd, 2)
+        for path in msg["cgroup_procs"]:
+            with open(path, "w") as f:
+                f.write("0")
+        os.setsid()
+        _mount("none", "/", None, MS_REC | MS_PRIVATE)
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        disk = int(msg["disk_mb"])
+        _cover(cfg["private_tmp"], cfg["expose"], disk, "1777")
+        drop = cfg.get("drop")
+        work = msg["work"]
+        _tmpfs(work, disk, "0700", tuple(drop) if drop else None)
+        os.mkdir(os.path.join(work, "tmp"), 0o700)
+        if drop:
+            os.chown(os.path.join(work, "tmp"), drop[0], drop[1])
+        os.chdir(work)
+        lim = msg["limits"]
+        for name, value in lim.items():
+            which = getattr(resource, name)
+            soft = value[0] if isinstance(value, list) else value
+            hard = value[1] if isinstance(value, list) else value
+            resource.setrlimit(which, (soft, hard))
+        os.dup2(result_fd, 1)
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        if drop:
+            _drop_privileges(drop[0], drop[1])
+        os.environ.clear()
+        os.environ.update(msg["env"])
+        # A fork copies the zygote's RNG states: reseed so unseeded jobs differ as cold starts do.
+        random.seed()
+        np_random = sys.modules.get("numpy.random")
+        if np_random is not None:
+            try:
+                np_random.seed()
+            except Exception:  # noqa: BLE001
+                pass
+    except BaseException as exc:  # noqa: BLE001 - any setup failure: no job code runs
+        try:
+            os.write(2, f"agentopt-zygote: job setup failed: {type(exc).__name__}: {exc}\n".encode())
+        finally:
+            os._exit(SETUP_FAILED)
+    os._exit(runner.serve(msg["job"], module))
+
+
+def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
+            module: Any) -> None:
+    """Root process outside the job's namespaces: create them, fork the job's init, relay its status."""
+    code = SETUP_FAILED
+    try:
+        signal.set_wakeup_fd(-1)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        flags = CLONE_NEWNS | CLONE_NEWPID | (0 if msg.get("network") else CLONE_NEWNET)
+        _unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            _job_init(msg, cfg, result_fd, out_fd, runner, module)
+        os.close(result_fd)
+        os.close(out_fd)
+
+        def kill_init(_sig: int, _frame: Any) -> None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        signal.signal(signal.SIGUSR1, kill_init)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code  # like unshare(1): killed by signal N -> 128+N
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            os.write(out_fd, f"agentopt-zygote: job setup failed: {type(exc).__name__}: {exc}\n".encode())
+        except OSError:
+            pass
+    os._exit(code)
+
+
+# ------------------------------------------------------------------ the zygote
+
+
+class Zygote:
+    """pid 1 of the worker namespace: preload, fork jobs, reap, report."""
+
+    def __init__(self, sock: socket.socket, cfg: dict[str, Any], runner: Any) -> None:
+        self.sock = sock
+        self.cfg = cfg
+        self.runner = runner
+        self.jobs: dict[int, str] = {}  # leader pid -> job id
+        self.modules: dict[str, Any] = {}  # preload key -> evaluator module (None: import per job)
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.sock.send(json.dumps(obj).encode())
+
+    def preload(self, key: str, path: str, env: dict[str, str]) -> Any:
+        """Import the task's evaluator (and so its heavy imports) once, as nobody where we drop to it."""
+        if key in self.modules:
+            return self.modules[key]
+        module = None
+        drop = self.cfg.get("drop")
+        saved_env = dict(os.environ)
+        try:
+            os.environ.update({k: v for k, v in env.items() if k not in ("HOME", "TMPDIR")})
+            if drop:
+                os.setegid(drop[1])
+                os.seteuid(drop[0])
+            for p in (os.path.dirname(path), self.cfg["lib_dir"]):
+                if p not in sys.path:
+                    sys.path.insert(0, p)
+            name = "agentopt_evaluator_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except BaseException as exc:  # noqa: BLE001 - the job imports it itself and reports the error
+            sys.stderr.write(f"agentopt-zygote: preload of {os.path.basename(path)} failed: {exc!r}\n")
+            module = None
+        finally:
+            if drop:
+                os.seteuid(0)
+                os.setegid(0)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            try:
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        self.modules[key] = module
+        return module
+
+    def start_job(self, msg: dict[str, Any], fds: list[int]) -> None:
+        result_fd, out_fd = fds
+        module = None
+        if msg.get("preload_key") and msg.get("preload_path"):
+            module = self.preload(msg["preload_key"], msg["preload_path"], msg["env"])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.sock.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module)
+            finally:
+                os._exit(SETUP_FAILED)
+        os.close(result_fd)
+        os.close(out_fd)
+        self.jobs[pid] = msg["id"]
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.jobs.pop(pid, None)
+            if job is not None:
+                self.send({"op": "done", "id": job, "status": os.waitstatus_to_exitcode(status)})
+
+    def kill(self, job_id: str) -> None:
+        for pid, jid in self.jobs.items():
+            if jid == job_id:
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+
+    def serve(self) -> int:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.send({"op": "ready", "pid": os.getpid()})
+        while True:
+            ready, _, _ = select.select([self.sock, wake_r], [], [])
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+            self.reap()
+            if self.sock not in ready:
+                continue
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, _MAX_MSG, 4)
+            except InterruptedError:
+                continue
+            if not data:
+                return 0  # host gone: our death kills every job
+            msg = json.loads(data)
+            if msg.get("op") == "run" and len(fds) == 2:
+                self.start_job(msg, fds)
+            elif msg.get("op") == "kill":
+                self.kill(str(msg.get("id")))
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+
+def _load_runner(path: str) -> Any:
+    spec = importlib.util.spec_from_file_location("agentopt_runner", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["agentopt_runner"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> int:
+    host_pid = int(sys.argv[1])
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != host_pid:  # the host died before we armed PDEATHSIG
+        return 1
+    sock = socket.socket(fileno=0)
+    data, _fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 0)
+    cfg = json.loads(data)
+    _unshare(CLONE_NEWNS | CLONE_NEWPID)
+    pid = os.fork()
+    if pid:
+        sock.close()
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return min(255, abs(os.waitstatus_to_exitcode(status)))
+            except InterruptedError:
+                continue
+    # The zygote: pid 1 of the worker pid namespace.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if cfg.get("hidden"):
+        _cover(cfg["hidden"], cfg["expose"], 1, "0755")
+    runner = _load_runner(cfg["runner"])
+    return Zygote(sock, cfg, runner).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
