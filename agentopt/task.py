@@ -133,6 +133,11 @@ class SandboxSpec(StrictModel):
     )
     image: str | None = Field(None, description="Docker image (docker backend).")
     warm_workers: int = Field(0, ge=0, description="Docker: containers kept running and reused between jobs.")
+    warm: bool | Literal["auto"] = Field(
+        "auto",
+        description="Local: fork each evaluation from a warm worker that set up its namespaces and imported the "
+        "evaluator once (every isolation layer still applies per job). auto = on where all layers apply.",
+    )
     ray_address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra env vars passed to the guest.")
     requirements: list[str] = Field(default_factory=list, description="Python packages the evaluator needs.")

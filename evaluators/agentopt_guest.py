@@ -26,16 +26,20 @@ it never imports agentopt and must stay importable with the standard library alo
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
+import random
 import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -46,6 +50,8 @@ CANDIDATE_ERROR_KINDS = ("timeout", "crash", "exception", "bad_output", "import_
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 _MAX_DEPTH = 200
 _CHILD_FLAG = "--agentopt-child"
+_SERVER_FLAG = "--agentopt-forkserver"
+_SPAWN_TIMEOUT_S = 10.0
 
 
 class CandidateError(Exception):
@@ -146,6 +152,7 @@ class CandidateProcess:
         self.import_timeout = import_timeout
         self.max_reply_bytes = max_reply_bytes
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # a child forked by the forkserver (not our child)
         self._req_w: int | None = None
         self._resp_r: int | None = None
         self._buf = b""
@@ -163,14 +170,30 @@ class CandidateProcess:
 
     def start(self) -> None:
         """Spawn the child and wait until the candidate module imported (or failed to)."""
-        if self._proc is not None:
+        if self._proc is not None or self._pid is not None:
             return
         base = os.environ.get("TMPDIR") or os.getcwd()
         self._tmpdir = tempfile.mkdtemp(prefix="candidate-", dir=base if os.path.isdir(base) else None)
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
+        server = _forkserver()
         try:
-            self._proc = subprocess.Popen(
+            if server is not None:
+                self._pid = server.spawn(self.program_path, req_r, resp_w, self._tmpdir)
+            if self._pid is None:
+                self._popen(req_r, resp_w)
+        finally:
+            os.close(req_r)
+            os.close(resp_w)
+        self._req_w, self._resp_r = req_w, resp_r
+        reply = self._read_reply(time.monotonic() + self.import_timeout, "import")
+        if not reply.get("ok"):
+            kind = reply.get("kind", "import_error")
+            self._fail(kind, str(reply.get("error", "import failed")))
+
+    def _popen(self, req_r: int, resp_w: int) -> None:
+        """The slow path: a fresh interpreter for this child (no forkserver on this platform)."""
+        self._proc = subprocess.Popen(
                 [sys.executable, "-I", os.path.abspath(__file__), _CHILD_FLAG,
                  str(req_r), str(resp_w), self.program_path],
                 stdin=subprocess.DEVNULL,
@@ -181,14 +204,6 @@ class CandidateProcess:
                 cwd=self._tmpdir,
                 start_new_session=True,
             )
-        finally:
-            os.close(req_r)
-            os.close(resp_w)
-        self._req_w, self._resp_r = req_w, resp_r
-        reply = self._read_reply(time.monotonic() + self.import_timeout, "import")
-        if not reply.get("ok"):
-            kind = reply.get("kind", "import_error")
-            self._fail(kind, str(reply.get("error", "import failed")))
 
     def close(self) -> None:
         """Kill the child (and its process group) and remove its scratch directory."""
@@ -202,6 +217,13 @@ class CandidateProcess:
         self._req_w = self._resp_r = None
         if proc is not None:
             _kill_group(proc)
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            for kill in (os.killpg, os.kill):  # its own session; the forkserver reaps it
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
@@ -212,7 +234,7 @@ class CandidateProcess:
         """Call ``fn(*args, **kwargs)`` in the child; return its plain result or raise CandidateError."""
         if self._dead:
             raise CandidateError("crash", f"candidate process is not running ({self._dead})")
-        if self._proc is None:
+        if self._proc is None and self._pid is None:
             self.start()
         call_id = secrets.token_hex(8)
         payload = _frame({"id": call_id, "fn": str(fn), "args": to_plain(list(args)),
@@ -304,7 +326,10 @@ class CandidateProcess:
     def _crashed(self, when: str) -> None:
         proc = self._proc
         code: int | None = None
-        if proc is not None:
+        server = _forkserver(start=False)
+        if self._pid is not None and server is not None:
+            code = server.exit_code(self._pid, 2.0)
+        elif proc is not None:
             try:
                 code = proc.wait(timeout=2.0)
             except subprocess.TimeoutExpired:
@@ -332,6 +357,97 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5.0)
     except subprocess.TimeoutExpired:
         pass
+
+
+class _ForkServer:
+    """A fresh interpreter started ONCE per evaluator process that forks every candidate child.
+
+    Why: a new Python per call costs tens of ms (more under load: 200 calls could exceed a
+    30 s evaluation); a fork of this small, already-started process costs about a millisecond.
+    Why not fork the evaluator itself: its memory holds the job's nonce and its fds the
+    runner's result channel. This server is exec'd with ``close_fds`` and a clean memory, so
+    its forks carry nothing of the evaluator's. It pre-imports the installed modules a
+    candidate imports at top level (numpy...), so each child only imports the candidate.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", os.path.abspath(__file__), _SERVER_FLAG, str(there.fileno())],
+                stdin=subprocess.DEVNULL, stdout=2, stderr=2, close_fds=True, pass_fds=(there.fileno(),),
+                cwd=tempfile.gettempdir(), start_new_session=True)
+        finally:
+            there.close()
+        self.sock = here
+        self.sock.settimeout(_SPAWN_TIMEOUT_S)
+        if self._recv().get("op") != "ready":
+            raise OSError("candidate forkserver did not start")
+
+    def _recv(self) -> dict[str, Any]:
+        data = self.sock.recv(65536)
+        if not data:
+            raise OSError("candidate forkserver exited")
+        return json.loads(data)
+
+    def spawn(self, program_path: str, req_r: int, resp_w: int, cwd: str) -> int | None:
+        """Fork a candidate child serving ``program_path`` on the given pipes; None if the server failed."""
+        with self.lock:
+            try:
+                socket.send_fds(self.sock, [_dumps({"op": "spawn", "program": program_path, "cwd": cwd})],
+                                [req_r, resp_w])
+                reply = self._recv()
+            except (OSError, ValueError):
+                self.close()
+                return None
+        pid = reply.get("pid")
+        return pid if isinstance(pid, int) and pid > 0 else None
+
+    def exit_code(self, pid: int, timeout: float) -> int | None:
+        """How the child ``pid`` ended (negative: killed by that signal); None if unknown."""
+        with self.lock:
+            try:
+                self.sock.send(_dumps({"op": "wait", "pid": pid, "timeout": timeout}))
+                code = self._recv().get("code")
+            except (OSError, ValueError):
+                return None
+        return code if isinstance(code, int) else None
+
+    def close(self) -> None:
+        global _SERVER
+        if _SERVER is self:
+            _SERVER = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        _kill_group(self.proc)
+
+
+_SERVER: _ForkServer | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def _forkserver(start: bool = True) -> _ForkServer | None:
+    """This process's forkserver (started on first use); None where fork is unavailable or disabled.
+
+    ``AGENTOPT_GUEST_FORKSERVER=0`` in the sandbox env forces a fresh interpreter per child.
+    """
+    global _SERVER
+    if not hasattr(os, "fork") or not hasattr(socket, "send_fds") or \
+            os.environ.get("AGENTOPT_GUEST_FORKSERVER", "1") == "0":
+        return None
+    with _SERVER_LOCK:
+        if _SERVER is not None and (_SERVER.pid != os.getpid() or _SERVER.proc.poll() is not None):
+            _SERVER = None  # inherited across a fork, or died: never share it
+        if _SERVER is None and start:
+            try:
+                _SERVER = _ForkServer()
+            except (OSError, ValueError):
+                _SERVER = None
+        return _SERVER
 
 
 def call_candidate(
@@ -434,6 +550,95 @@ def _child_main(req_fd: int, resp_fd: int, program_path: str) -> int:
             continue
         send({"id": call_id, "ok": True, "value": plain})
 
+
+def _preload_imports(program_path: str, done: set[str]) -> None:
+    """Import the installed top-level modules the candidate imports (never the candidate's own files).
+
+    Runs in the forkserver, whose sys.path (``-I``) has no program dir: only installed code can load.
+    """
+    try:
+        with open(program_path, "rb") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    for name in names:
+        if name in done or name in sys.modules:
+            continue
+        done.add(name)
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - the child imports it again and reports the error
+            pass
+
+
+def _server_main(sock_fd: int) -> int:
+    """The forkserver: fork one candidate child per request; reap children; report exit codes."""
+    sock = socket.socket(fileno=sock_fd)
+    exited: dict[int, int] = {}
+    preloaded: set[str] = set()
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            exited[pid] = os.waitstatus_to_exitcode(status)
+
+    sock.send(_dumps({"op": "ready"}))
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 2)
+        except InterruptedError:
+            continue
+        if not data:
+            return 0
+        reap()
+        msg = json.loads(data)
+        if msg.get("op") == "spawn" and len(fds) == 2:
+            _preload_imports(msg["program"], preloaded)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    sock.close()
+                    os.setsid()
+                    os.chdir(msg["cwd"])
+                    high = (os.dup2(fds[0], 1020), os.dup2(fds[1], 1021))  # clear of 3 and 4
+                    req, resp = os.dup2(high[0], 3), os.dup2(high[1], 4)
+                    os.closerange(5, 1 << 16)
+                    random.seed()
+                    sys.argv = [os.path.abspath(__file__), _CHILD_FLAG, str(req), str(resp), msg["program"]]
+                    code = _child_main(req, resp, msg["program"])
+                except BaseException:  # noqa: BLE001
+                    code = 1
+                os._exit(code or 0)
+            for fd in fds:
+                os.close(fd)
+            sock.send(_dumps({"op": "spawned", "pid": pid}))
+        elif msg.get("op") == "wait":
+            pid, deadline = int(msg["pid"]), time.monotonic() + float(msg.get("timeout", 2.0))
+            while pid not in exited and time.monotonic() < deadline:
+                time.sleep(0.002)
+                reap()
+            sock.send(_dumps({"op": "status", "code": exited.pop(pid, None)}))
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == _SERVER_FLAG:
+    sys.exit(_server_main(int(sys.argv[2])))
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == _CHILD_FLAG:
     sys.exit(_child_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))

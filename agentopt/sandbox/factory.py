@@ -42,13 +42,13 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
     gpus = GpuRequest.parse(spec.gpus)
     wants_gpu = gpus.wanted
     if spec.kind == "local":
-        from agentopt.sandbox.local import LocalSandbox  # deferred: load only the backend asked for
-
         if wants_gpu:
             problem = local_gpu_problem()
             if problem:
                 raise SandboxError(f"sandbox.gpus={gpus}: {problem}; remove 'gpus' or run on a GPU host")
-        return LocalSandbox(pids_max=spec.max_processes)
+        from agentopt.sandbox.warm_local import make_local_sandbox  # deferred: load only the backend asked for
+
+        return make_local_sandbox(warm=getattr(spec, "warm", "auto"), pids_max=spec.max_processes)
     if spec.kind == "docker":
         from agentopt.sandbox.docker_backend import DockerSandbox  # deferred: load only the backend asked for
         from agentopt.sandbox.images import default_tag  # deferred: docker only

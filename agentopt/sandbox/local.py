@@ -33,6 +33,7 @@ from typing import Literal
 
 from agentopt.errors import SandboxError
 from agentopt.paths import evaluator_lib_dir, runner_path
+from agentopt.sandbox import cgroups
 from agentopt.sandbox import isolation as iso
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
 from agentopt.sandbox.protocol import build_job_payload, job_result, new_nonce
@@ -45,6 +46,7 @@ _TERM_GRACE_S = 0.3
 _FRAME_HEADER_MAX = 128
 _STAGE_CANDIDATES = ("/mnt", "/media", "/srv")
 _PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+_ROOT_PREFIX = "agentopt-sandbox-"
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -55,7 +57,7 @@ class _Plan:
     argv: list[str]
     env: dict[str, str]
     layers: list[str]
-    cgroup: Path | None = None
+    cgroup: cgroups.JobCgroup | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -88,7 +90,9 @@ class LocalSandbox(Sandbox):
             # gives the same layers with tools present on every Linux; refuse rather than pretend.
             raise SandboxError("isolation='bwrap' is not supported by LocalSandbox; use 'namespaces'")
         self._mode: IsolationMode = isolation
-        self._root = Path(tempfile.mkdtemp(prefix="agentopt-sandbox-", dir=temp_root))
+        clean_stale_leftovers(temp_root)
+        # The owner's pid in the name lets a later run remove what a killed controller left.
+        self._root = Path(tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{os.getpid()}-", dir=temp_root))
         os.chmod(self._root, 0o755)
         self._stage = self._pick_stage() if self._mode == "namespaces" else None
         self._hidden, self._expose = self._hidden_paths()
@@ -140,7 +144,10 @@ class LocalSandbox(Sandbox):
         return s.nobody
 
     def available_isolation(self) -> list[str]:
-        return self._support.layers()
+        layers = self._support.layers()
+        if cgroups.detect().memory_parent is not None:
+            layers.append("memory_cgroup")
+        return layers
 
     @property
     def mode(self) -> str:
@@ -183,7 +190,7 @@ class LocalSandbox(Sandbox):
                 os.chmod(p, 0o700)
         return files / Path(job.program_path).name, files / Path(job.evaluator_path).name, work
 
-    def _plan(self, job: SandboxJob, work: Path, cgroup: Path | None) -> _Plan:
+    def _plan(self, job: SandboxJob, work: Path, cgroup: cgroups.JobCgroup | None) -> _Plan:
         layers = ["process_group", "clean_env", "private_workdir", "result_pipe"]
         env = {
             "PATH": os.environ.get("PATH", _DEFAULT_PATH),
@@ -197,12 +204,16 @@ class LocalSandbox(Sandbox):
         q = shlex.quote
         script: list[str] = ["set -e"]
         if cgroup is not None:
-            script.append(f"echo 0 > {q(str(cgroup / 'cgroup.procs'))}")
-            layers.append("pids_cgroup")
+            script += [f"echo 0 > {q(str(f))}" for f in cgroup.procs_files]
+            layers += cgroup.layers
         argv: list[str] = []
+        if self._support.setpriv:
+            # Dies with the controller (kill -9 included); --kill-child / the pdeathsig re-armed
+            # after the uid drop below take the job's pid namespace with it.
+            argv = [str(self._support.setpriv), "--pdeathsig=KILL", "--"]
         if self._mode == "namespaces":
             s = self._support
-            argv = [str(s.unshare), "--pid", "--fork", "--kill-child", "--mount-proc"]
+            argv += [str(s.unshare), "--pid", "--fork", "--kill-child", "--mount-proc"]
             layers += ["pid_namespace", "mount_namespace"]
             if not job.network:
                 if not s.unshare_net:
@@ -229,7 +240,7 @@ class LocalSandbox(Sandbox):
         if self._drop:
             uid, gid = self._drop
             chain += [str(s.setpriv), f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--pdeathsig=KILL", "--"]
             layers += ["uid_nobody", "readonly_task_files"]
         chain += [self._python, "-I", self._runner]
         script.append("exec " + " ".join(q(a) for a in chain))
@@ -265,35 +276,22 @@ class LocalSandbox(Sandbox):
         lines.append(f"cd {q(str(work))}")  # the cwd still pointed at the dir under the new tmpfs
         return lines
 
-    def _make_cgroup(self, name: str) -> Path | None:
-        parent = self._support.pids_cgroup
-        if parent is None:
-            return None
-        cg = parent / name
-        try:
-            cg.mkdir()
-            (cg / "pids.max").write_text(str(self._pids_max))
-        except OSError as exc:
-            log.warning("could not create pids cgroup %s: %s", cg, exc)
-            return None
-        return cg
-
     # ------------------------------------------------------------------ run
 
     async def run(self, job: SandboxJob) -> JobResult:
         nonce = new_nonce()
         job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self._root))
-        cgroup: Path | None = None
+        cgroup: cgroups.JobCgroup | None = None
         try:
             program, evaluator, work = await asyncio.to_thread(self._prepare_dirs, job, job_dir)
-            cgroup = self._make_cgroup(f"job-{os.getpid()}-{nonce[:12]}")
+            cgroup = cgroups.JobCgroup.create(pids_max=self._pids_max, memory_bytes=job.memory_mb * 1024 * 1024)
             plan = self._plan(job, work, cgroup)
             payload = build_job_payload(job, evaluator_path=str(evaluator), program_path=str(program),
                                         lib_dir=self._lib_dir, nonce=nonce)
             return await self._execute(job, plan, work, payload, nonce)
         finally:
             if cgroup is not None:
-                await _remove_cgroup(cgroup)
+                await cgroup.remove()
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
 
     async def _execute(self, job: SandboxJob, plan: _Plan, work: Path, payload: bytes, nonce: str) -> JobResult:
@@ -340,8 +338,14 @@ class LocalSandbox(Sandbox):
         stderr = err_bytes.decode("utf-8", "replace")
         if err_total > len(err_bytes):
             stderr += f"\n[... {err_total - len(err_bytes)} more bytes of output discarded]"
-        return job_result(job=job, nonce=nonce, result_bytes=result_bytes, returncode=proc.returncode,
-                          timed_out=timed_out, stdout="", stderr=stderr, wall_s=wall, isolation=plan.layers)
+        oom = plan.cgroup.oom_killed() if plan.cgroup else False
+        result = job_result(job=job, nonce=nonce, result_bytes=result_bytes, returncode=proc.returncode,
+                            timed_out=timed_out, stdout="", stderr=stderr, wall_s=wall, isolation=plan.layers,
+                            oom_killed=oom)
+        peak = plan.cgroup.peak_bytes() if plan.cgroup else None
+        if peak is not None:
+            result.peak_memory_mb = round(peak / (1 << 20), 1)
+        return result
 
     async def close(self) -> None:
         await asyncio.to_thread(shutil.rmtree, self._root, True)
@@ -370,7 +374,7 @@ def _ns_init_pids(pid: int) -> list[int]:
         return []
 
 
-def _signal_tree(pid: int, cgroup: Path | None, sig: int) -> None:
+def _signal_tree(pid: int, cgroup: cgroups.JobCgroup | None, sig: int) -> None:
     """Signal the process group, the namespace init (kills the whole pid namespace on SIGKILL)
     and every process in the job's cgroup (catches setsid'd escapees without a namespace)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -379,33 +383,29 @@ def _signal_tree(pid: int, cgroup: Path | None, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, sig)
     if cgroup is not None:
-        for p in _cgroup_pids(cgroup):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p, sig)
+        cgroup.signal(sig)
 
 
-def _cgroup_pids(cgroup: Path) -> list[int]:
+def clean_stale_leftovers(temp_root: str | None = None) -> int:
+    """Remove job cgroups and sandbox temp dirs left by controllers that no longer run.
+
+    A controller killed with -9 cannot clean up after itself; the next run (or resume) does.
+    Only leftovers whose owner pid (in the name) is dead are touched. Returns how many.
+    """
+    removed = cgroups.clean_stale()
+    base = Path(temp_root or tempfile.gettempdir())
     try:
-        return [int(x) for x in (cgroup / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
-async def _remove_cgroup(cgroup: Path) -> None:
-    """Kill whatever is left in the job's cgroup and remove it (retries while the kernel reaps)."""
-    for _ in range(100):
-        pids = _cgroup_pids(cgroup)
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p, signal.SIGKILL)
-        try:
-            cgroup.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            await asyncio.sleep(0.02)
-    log.warning("could not remove pids cgroup %s", cgroup)
+        entries = list(base.glob(f"{_ROOT_PREFIX}*"))
+    except OSError:
+        entries = []
+    for d in entries:
+        owner = d.name[len(_ROOT_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and d.is_dir() and not cgroups.pid_alive(int(owner)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d leftovers of earlier sandbox runs", removed)
+    return removed
 
 
 def _gpu_env(gpus: GpuValue | GpuRequest) -> dict[str, str]:

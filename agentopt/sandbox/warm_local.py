@@ -182,6 +182,9 @@ class WarmLocalSandbox(LocalSandbox):
         self._starting: dict[str, threading.Lock] = {}
         self._preloaded: dict[str, Path] = {}
         self._retired: list[_Worker] = []
+        # Jobs that ran cold because a worker was discarded (tests and benchmarks check it is 0).
+        self.cold_fallbacks = 0
+        self.workers_started = 0
 
     def available_isolation(self) -> list[str]:
         return super().available_isolation()
@@ -211,6 +214,7 @@ class WarmLocalSandbox(LocalSandbox):
                 else:  # busy: let its jobs finish, it is killed at close()
                     self._retired.append(old)
             worker = await asyncio.to_thread(self._start_worker, env)
+            self.workers_started += 1
             self._workers[key] = worker
             return worker
         finally:
@@ -327,6 +331,7 @@ class WarmLocalSandbox(LocalSandbox):
             return await self._run_warm(job)
         except _Discarded as exc:
             log.warning("warm sandbox worker discarded (%s); running this job cold", exc)
+            self.cold_fallbacks += 1
             return await super().run(job)
 
     async def _run_warm(self, job: SandboxJob) -> JobResult:

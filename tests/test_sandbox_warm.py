@@ -1,0 +1,163 @@
+"""Warm local workers (agentopt/sandbox/warm_local.py + sandboxes/zygote.py), per-job memory
+cgroups and the no-orphans guarantees of the local backend (cold and warm).
+
+The hostile suite (tests/test_hostile.py) runs against ``local-warm`` too; this file covers
+what it does not: that jobs really run warm, the per-JOB memory cap, and kill -9 of the
+controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agentopt.sandbox import cgroups
+from agentopt.sandbox.base import Sandbox, SandboxJob
+from agentopt.sandbox.local import LocalSandbox
+from agentopt.sandbox.warm_local import WarmLocalSandbox, make_local_sandbox, warm_unavailable
+
+HERE = Path(__file__).parent
+WARM = HERE / "warm"
+EVAL = HERE / "hostile" / "eval_direct.py"
+REPO = HERE.parent
+
+needs_warm = pytest.mark.skipif(warm_unavailable() is not None, reason=f"warm local: {warm_unavailable()}")
+needs_memcg = pytest.mark.skipif(cgroups.detect().memory_parent is None, reason="no writable memory cgroup here")
+
+
+def _job(candidate: str, **kw: object) -> SandboxJob:
+    kw.setdefault("timeout_s", 20.0)
+    return SandboxJob(evaluator_path=EVAL, program_path=WARM / candidate, **kw)  # type: ignore[arg-type]
+
+
+def _marker_pids(marker: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+@needs_warm
+def test_jobs_run_warm_with_every_layer() -> None:
+    async def go() -> list:
+        sb = WarmLocalSandbox()
+        try:
+            results = [await sb.run(_job("whoami.py")) for _ in range(3)]
+            return [results, sb.cold_fallbacks, sb.workers_started, sb.available_isolation()]
+        finally:
+            await sb.close()
+
+    results, fallbacks, started, available = asyncio.run(go())
+    assert fallbacks == 0 and started == 1
+    for r in results:
+        assert r.ok, r
+        assert r.value["pid"] == 1 and r.value["uid"] == 65534  # own pid namespace, dropped to nobody
+        assert set(available) <= set(r.isolation), set(available) - set(r.isolation)
+        assert r.peak_memory_mb is not None
+    assert len({r.value["rand"] for r in results}) == 3  # each fork reseeds; no shared RNG stream
+    assert len({r.value["cwd"] for r in results}) == 3
+
+
+def test_make_local_sandbox_respects_the_setting() -> None:
+    cold = make_local_sandbox(warm=False)
+    assert type(cold) is LocalSandbox
+    asyncio.run(cold.close())
+    auto = make_local_sandbox(warm="auto")
+    assert isinstance(auto, WarmLocalSandbox) == (warm_unavailable() is None)
+    asyncio.run(auto.close())
+
+
+def _backends() -> list[tuple[str, Callable[[], Sandbox]]]:
+    return [("cold", lambda: LocalSandbox(isolation="namespaces")), ("warm", WarmLocalSandbox)]
+
+
+@needs_memcg
+@pytest.mark.parametrize("kind", ["cold", "warm"])
+def test_memory_cap_covers_the_whole_job(kind: str) -> None:
+    if kind == "warm" and warm_unavailable():
+        pytest.skip(str(warm_unavailable()))
+    make = dict(_backends())[kind]
+
+    async def go() -> list:
+        sb = make()
+        try:
+            hogs = await sb.run(_job("fork_hogs.py", memory_mb=1024))
+            shm = await sb.run(_job("fill_tmpfs.py", memory_mb=512, max_disk_mb=2048))
+            return [hogs, shm]
+        finally:
+            await sb.close()
+
+    hogs, shm = asyncio.run(go())
+    # 4 x 768 MiB fit under a per-process cap; the per-job cap holds the job to ~1 GiB.
+    assert "memory_cgroup" in hogs.isolation
+    assert hogs.peak_memory_mb is not None and hogs.peak_memory_mb <= 1024 * 1.05, hogs
+    assert not hogs.ok or hogs.value["score"] < 4, hogs
+    # tmpfs pages count: 900 MiB in /dev/shm cannot fit under 512 MiB.
+    assert shm.peak_memory_mb is not None and shm.peak_memory_mb <= 512 * 1.05, shm
+    assert not (shm.ok and shm.value["score"] == 1.0), shm
+
+
+CONTROLLER = """
+import asyncio, os, sys
+sys.path.insert(0, {repo!r})
+from agentopt.sandbox.base import SandboxJob
+from agentopt.sandbox.local import LocalSandbox
+from agentopt.sandbox.warm_local import WarmLocalSandbox
+
+async def main():
+    sb = WarmLocalSandbox() if sys.argv[1] == "warm" else LocalSandbox(isolation="namespaces")
+    print(sb._root, flush=True)
+    job = SandboxJob(evaluator_path={ev!r}, program_path={prog!r}, timeout_s=30, env={{"HOSTILE_MARKER": os.environ["CONTROLLER_MARKER"]}})
+    await sb.run(job)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["cold", "warm"])
+def test_kill_9_of_the_controller_leaves_nothing(kind: str, tmp_path: Path) -> None:
+    if kind == "warm" and warm_unavailable():
+        pytest.skip(str(warm_unavailable()))
+    if kind == "cold" and LocalSandbox().mode != "namespaces":
+        pytest.skip("cold local needs namespaces for this guarantee")
+    marker = f"agentopt-orphan-{secrets.token_hex(6)}"
+    script = tmp_path / "controller.py"
+    script.write_text(textwrap.dedent(CONTROLLER).format(repo=str(REPO), ev=str(EVAL), prog=str(WARM / "sleeper.py")))
+    # The marker travels in the env, so only the job's processes carry it in their cmdline.
+    proc = subprocess.Popen([sys.executable, str(script), kind], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "CONTROLLER_MARKER": marker})
+    assert proc.stdout is not None
+    root = Path(proc.stdout.readline().strip())
+    deadline = time.monotonic() + 30.0
+    while not _marker_pids(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marker_pids(marker), "the job never started"
+    owner = proc.pid
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10.0
+    while _marker_pids(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marker_pids(marker) == [], "the in-flight job outlived its controller"
+    # Leftovers of the dead controller: its temp dir and job cgroups; the next sandbox removes them.
+    assert root.exists()
+    LocalSandbox(isolation="none")
+    assert not root.exists()
+    s = cgroups.detect()
+    for parent in {p for p in (s.pids_parent, s.memory_parent) if p}:
+        assert not list(parent.glob(f"job-{owner}-*")), f"stale cgroup of pid {owner} in {parent}"
