@@ -51,6 +51,7 @@ DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 _MAX_DEPTH = 200
 _CHILD_FLAG = "--agentopt-child"
 _SERVER_FLAG = "--agentopt-forkserver"
+_HANDED_FD_ENV = "AGENTOPT_GUEST_FORKSERVER_FD"
 _SPAWN_TIMEOUT_S = 10.0
 
 
@@ -82,6 +83,9 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, list | tuple):
+        # Fast path for the common flat vector (20k floats): one C-level type scan, no recursion.
+        if _FLAT_TYPES.issuperset(map(type, value)):
+            return list(value)
         return [to_plain(v, _depth + 1) for v in value]
     if isinstance(value, dict):
         out: dict[str, Any] = {}
@@ -97,6 +101,9 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
         if hasattr(value, "item"):
             return to_plain(value.item(), _depth + 1)
     raise TypeError(f"unsupported type {type(value).__name__}")
+
+
+_FLAT_TYPES = frozenset({float, int, str, bool, type(None)})
 
 
 def _dumps(obj: Any) -> bytes:
@@ -370,9 +377,18 @@ class _ForkServer:
     candidate imports at top level (numpy...), so each child only imports the candidate.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, adopt_fd: int | None = None) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+        if adopt_fd is not None:
+            # A warm local sandbox already started this job's forkserver (from a clean process,
+            # inside the job's namespaces and cgroup, as nobody) and left its socket on this fd.
+            self.sock = socket.socket(fileno=adopt_fd)
+            self.sock.settimeout(_SPAWN_TIMEOUT_S)
+            if self._recv().get("op") != "ready":
+                raise OSError("candidate forkserver did not start")
+            return
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
@@ -423,7 +439,8 @@ class _ForkServer:
             self.sock.close()
         except OSError:
             pass
-        _kill_group(self.proc)
+        if self.proc is not None:
+            _kill_group(self.proc)
 
 
 _SERVER: _ForkServer | None = None
@@ -440,13 +457,21 @@ def _forkserver(start: bool = True) -> _ForkServer | None:
             os.environ.get("AGENTOPT_GUEST_FORKSERVER", "1") == "0":
         return None
     with _SERVER_LOCK:
-        if _SERVER is not None and (_SERVER.pid != os.getpid() or _SERVER.proc.poll() is not None):
+        if _SERVER is not None and (_SERVER.pid != os.getpid() or
+                                    (_SERVER.proc is not None and _SERVER.proc.poll() is not None)):
             _SERVER = None  # inherited across a fork, or died: never share it
         if _SERVER is None and start:
-            try:
-                _SERVER = _ForkServer()
-            except (OSError, ValueError):
-                _SERVER = None
+            handed = os.environ.pop(_HANDED_FD_ENV, None)
+            if handed and handed.isdigit():
+                try:
+                    _SERVER = _ForkServer(adopt_fd=int(handed))
+                except (OSError, ValueError):
+                    _SERVER = None
+            if _SERVER is None:
+                try:
+                    _SERVER = _ForkServer()
+                except (OSError, ValueError):
+                    _SERVER = None
         return _SERVER
 
 

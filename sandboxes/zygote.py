@@ -44,6 +44,7 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+FORKSERVER_FD = 3  # where a job's evaluator finds its candidate forkserver's socket
 SETUP_FAILED = 125
 _MAX_MSG = 1 << 20
 
@@ -120,7 +121,7 @@ def _drop_privileges(uid: int, gid: int) -> None:
 
 
 def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
-              module: Any) -> None:
+              module: Any, fs_fd: int | None) -> None:
     """Runs as pid 1 of the job's namespaces; never returns."""
     try:
         os.dup2(out_fd, 2)
@@ -148,11 +149,17 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
         os.dup2(result_fd, 1)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
-        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        first_closed = 3
+        if fs_fd is not None:
+            os.dup2(fs_fd, FORKSERVER_FD, inheritable=False)
+            first_closed = FORKSERVER_FD + 1
+        os.closerange(first_closed, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         if drop:
             _drop_privileges(drop[0], drop[1])
         os.environ.clear()
         os.environ.update(msg["env"])
+        if fs_fd is not None:
+            os.environ["AGENTOPT_GUEST_FORKSERVER_FD"] = str(FORKSERVER_FD)
         # A fork copies the zygote's RNG states: reseed so unseeded jobs differ as cold starts do.
         random.seed()
         np_random = sys.modules.get("numpy.random")
@@ -170,7 +177,7 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
 
 
 def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
-            module: Any) -> None:
+            module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None) -> None:
     """Root process outside the job's namespaces: create them, fork the job's init, relay its status."""
     code = SETUP_FAILED
     try:
@@ -180,9 +187,21 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
         _unshare(flags)
         pid = os.fork()
         if pid == 0:
-            _job_init(msg, cfg, result_fd, out_fd, runner, module)
+            if forkserver:
+                forkserver[0].close()
+                forkserver[2].close()
+            _job_init(msg, cfg, result_fd, out_fd, runner, module, forkserver[1].fileno() if forkserver else None)
         os.close(result_fd)
         os.close(out_fd)
+        if forkserver:
+            # Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces.
+            cz, mine, theirs = forkserver
+            mine.close()
+            request = {key: msg[key] for key in ("cgroup_procs", "work", "limits", "env", "network")}
+            request["init_pid"] = pid
+            socket.send_fds(cz, [json.dumps(request).encode()], [theirs.fileno()])
+            theirs.close()
+            cz.close()
 
         def kill_init(_sig: int, _frame: Any) -> None:
             try:
@@ -208,14 +227,113 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
     os._exit(code)
 
 
+# ------------------------------------------------------------------ the candidate zygote
+
+
+def _start_candidate_zygote(control: socket.socket, cfg: dict[str, Any]) -> socket.socket | None:
+    """Fork, before any evaluator is imported or any job seen, the process that makes forkservers.
+
+    Why a second zygote: ``call_candidate``'s children must not be forks of the evaluator (they
+    could read its module state, e.g. reference answers). This one holds only the stdlib and
+    agentopt_guest; each job's forkserver is forked from it and moved into that job.
+    """
+    try:
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError:
+        return None
+    pid = os.fork()
+    if pid:
+        there.close()
+        return here
+    try:
+        control.close()
+        here.close()
+        sys.path.insert(0, cfg["lib_dir"])
+        import agentopt_guest  # noqa: F401 - the forkserver code every job's forkserver runs
+
+        _candidate_zygote(there, cfg)
+    finally:
+        os._exit(0)
+
+
+def _enter_job(req: dict[str, Any], cfg: dict[str, Any], fd: int) -> None:
+    """In a fresh fork of the candidate zygote: join the job's namespaces and cgroup, drop to nobody,
+    then serve as the job's candidate forkserver. Never returns."""
+    code = 1
+    try:
+        _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        pid = int(req["init_pid"])
+        kinds = [("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS)]
+        if not req.get("network"):
+            kinds.insert(0, ("net", CLONE_NEWNET))
+        handles = [(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY), flag) for name, flag in kinds]
+        for procs in req["cgroup_procs"]:
+            with open(procs, "w") as f:
+                f.write("0")
+        for nsfd, flag in handles:
+            _check(_libc.setns(nsfd, flag), "setns")
+            os.close(nsfd)
+        if os.fork():  # setns(pid) applies to children: the forkserver is the job's
+            os._exit(0)
+        os.setsid()
+        os.chdir(req["work"])
+        for name, value in req["limits"].items():
+            soft = value[0] if isinstance(value, list) else value
+            hard = value[1] if isinstance(value, list) else value
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        if fd != FORKSERVER_FD:  # first: the received fd may be 0 (this process has no stdin)
+            os.dup2(fd, FORKSERVER_FD, inheritable=False)
+        null = os.open("/dev/null", os.O_RDWR)
+        if null != 0:
+            os.dup2(null, 0)
+        os.closerange(FORKSERVER_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        drop = cfg.get("drop")
+        if drop:
+            _drop_privileges(drop[0], drop[1])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        random.seed()
+        import agentopt_guest
+
+        code = agentopt_guest._server_main(FORKSERVER_FD)
+    except BaseException as exc:  # noqa: BLE001 - the evaluator falls back to its own forkserver
+        try:
+            os.write(2, f"agentopt-zygote: candidate forkserver setup failed: {exc}\n".encode())
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def _candidate_zygote(sock: socket.socket, cfg: dict[str, Any]) -> None:
+    """Fork one forkserver per request (sent by a job's leader with the job's init pid)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 1)
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if os.fork() == 0:
+            sock.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _enter_job(json.loads(data), cfg, fds[0])
+        os.close(fds[0])
+
+
 # ------------------------------------------------------------------ the zygote
 
 
 class Zygote:
     """pid 1 of the worker namespace: preload, fork jobs, reap, report."""
 
-    def __init__(self, sock: socket.socket, cfg: dict[str, Any], runner: Any) -> None:
+    def __init__(self, sock: socket.socket, cfg: dict[str, Any], runner: Any, cz: socket.socket | None) -> None:
         self.sock = sock
+        self.cz = cz  # channel to the candidate zygote (None: evaluators start their own)
         self.cfg = cfg
         self.runner = runner
         self.jobs: dict[int, str] = {}  # leader pid -> job id
@@ -267,6 +385,7 @@ class Zygote:
         module = None
         if msg.get("preload_key") and msg.get("preload_path"):
             module = self.preload(msg["preload_key"], msg["preload_path"], msg["env"])
+        pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if msg.get("forkserver") and self.cz else None
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -274,11 +393,15 @@ class Zygote:
             try:
                 self.sock.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module)
+                fs = (self.cz, pair[0], pair[1]) if pair and self.cz else None
+                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs)
             finally:
                 os._exit(SETUP_FAILED)
         os.close(result_fd)
         os.close(out_fd)
+        if pair:
+            pair[0].close()
+            pair[1].close()
         self.jobs[pid] = msg["id"]
 
     def reap(self) -> None:
@@ -364,7 +487,8 @@ def main() -> int:
     if cfg.get("hidden"):
         _cover(cfg["hidden"], cfg["expose"], 1, "0755")
     runner = _load_runner(cfg["runner"])
-    return Zygote(sock, cfg, runner).serve()
+    cz = _start_candidate_zygote(sock, cfg)
+    return Zygote(sock, cfg, runner, cz).serve()
 
 
 if __name__ == "__main__":

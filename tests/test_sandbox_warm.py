@@ -161,3 +161,24 @@ def test_kill_9_of_the_controller_leaves_nothing(kind: str, tmp_path: Path) -> N
     s = cgroups.detect()
     for parent in {p for p in (s.pids_parent, s.memory_parent) if p}:
         assert not list(parent.glob(f"job-{owner}-*")), f"stale cgroup of pid {owner} in {parent}"
+
+
+@needs_warm
+def test_candidate_forkserver_is_handed_to_the_job() -> None:
+    """With a warm worker the evaluator's call_candidate forks from a forkserver the worker started
+    inside the job (no interpreter start per job), and every call still gets a fresh child."""
+
+    async def go() -> list:
+        sb = WarmLocalSandbox()
+        try:
+            job = SandboxJob(evaluator_path=WARM / "eval_forkserver.py", program_path=WARM / "whoami.py",
+                             timeout_s=30)
+            return [await sb.run(job), await sb.run(job)]
+        finally:
+            await sb.close()
+
+    for r in asyncio.run(go()):
+        assert r.ok, r
+        assert r.value["handed"] == 1.0 and r.value["my_pid"] == 1.0
+        assert r.value["distinct_children"] == 5.0 and r.value["one_child"] == 1.0
+        assert r.value["child_uid"] == 65534.0

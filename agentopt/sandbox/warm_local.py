@@ -182,6 +182,7 @@ class WarmLocalSandbox(LocalSandbox):
         self._starting: dict[str, threading.Lock] = {}
         self._preloaded: dict[str, Path] = {}
         self._retired: list[_Worker] = []
+        self._guest_users: dict[tuple[str, int, int], bool] = {}
         # Jobs that ran cold because a worker was discarded (tests and benchmarks check it is 0).
         self.cold_fallbacks = 0
         self.workers_started = 0
@@ -294,6 +295,17 @@ class WarmLocalSandbox(LocalSandbox):
         self._preloaded[key] = dest / srcs[0].name
         return key, self._preloaded[key]
 
+    def _uses_guest_helper(self, evaluator: Path) -> bool:
+        """Does the evaluator use agentopt_guest (then each job gets a ready candidate forkserver)?"""
+        try:
+            st = evaluator.stat()
+            key = (str(evaluator), st.st_size, st.st_mtime_ns)
+            if key not in self._guest_users:
+                self._guest_users[key] = b"agentopt_guest" in evaluator.read_bytes()
+            return self._guest_users[key]
+        except OSError:
+            return False
+
     # ------------------------------------------------------------------ run
 
     def _job_env(self, job: SandboxJob, work: Path) -> dict[str, str]:
@@ -356,6 +368,7 @@ class WarmLocalSandbox(LocalSandbox):
             msg = {"op": "run", "id": job_id, "job": payload, "work": str(work), "env": env,
                    "network": job.network, "disk_mb": job.max_disk_mb, "limits": self._limits(job),
                    "cgroup_procs": [str(p) for p in cg.procs_files],
+                   "forkserver": self._uses_guest_helper(Path(job.evaluator_path)),
                    "preload_key": preload[0] if preload else None,
                    "preload_path": str(preload[1]) if preload else None}
             return await self._execute_warm(job, worker, msg, cg, nonce)
