@@ -30,7 +30,12 @@ def solve() -> float:
 """
 
 EVALUATOR = """\
-\"\"\"Evaluator: runs inside the sandbox; calls the candidate in a separate process.\"\"\"
+\"\"\"Evaluator: runs inside the sandbox; calls the candidate in a separate process.
+
+call_candidate forks a fresh child per call from a ready forkserver (milliseconds, no new Python), so
+calling it many times is fine; for many calls into ONE child (timing, warm caches) use
+``with CandidateProcess(program_path) as proc: proc.call("solve", timeout=1)``.
+\"\"\"
 
 from agentopt_guest import CandidateError, call_candidate
 

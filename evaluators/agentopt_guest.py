@@ -502,6 +502,10 @@ def call_candidate(
 
 def _child_main(req_fd: int, resp_fd: int, program_path: str) -> int:
     """Import the candidate, then answer framed requests until the parent closes the pipe."""
+    try:  # the parent SIGKILLs a child when done: line buffering keeps what it printed
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass
     req = os.fdopen(req_fd, "rb", buffering=0)
     resp = os.fdopen(resp_fd, "wb", buffering=0)
     # Bind what the reply path needs BEFORE the candidate is imported, so a candidate that
@@ -647,6 +651,11 @@ def _server_main(sock_fd: int) -> int:
                     code = _child_main(req, resp, msg["program"])
                 except BaseException:  # noqa: BLE001
                     code = 1
+                for stream in (sys.stdout, sys.stderr):  # os._exit skips the flush a normal exit does
+                    try:
+                        stream.flush()
+                    except Exception:  # noqa: BLE001
+                        pass
                 os._exit(code or 0)
             for fd in fds:
                 os.close(fd)

@@ -192,16 +192,17 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
                 forkserver[2].close()
             _job_init(msg, cfg, result_fd, out_fd, runner, module, forkserver[1].fileno() if forkserver else None)
         os.close(result_fd)
-        os.close(out_fd)
         if forkserver:
-            # Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces.
+            # Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces;
+            # its children print into the job's output pipe like every other job process.
             cz, mine, theirs = forkserver
             mine.close()
             request = {key: msg[key] for key in ("cgroup_procs", "work", "limits", "env", "network")}
             request["init_pid"] = pid
-            socket.send_fds(cz, [json.dumps(request).encode()], [theirs.fileno()])
+            socket.send_fds(cz, [json.dumps(request).encode()], [theirs.fileno(), out_fd])
             theirs.close()
             cz.close()
+        os.close(out_fd)
 
         def kill_init(_sig: int, _frame: Any) -> None:
             try:
@@ -256,7 +257,7 @@ def _start_candidate_zygote(control: socket.socket, cfg: dict[str, Any]) -> sock
         os._exit(0)
 
 
-def _enter_job(req: dict[str, Any], cfg: dict[str, Any], fd: int) -> None:
+def _enter_job(req: dict[str, Any], cfg: dict[str, Any], fd: int, out_fd: int) -> None:
     """In a fresh fork of the candidate zygote: join the job's namespaces and cgroup, drop to nobody,
     then serve as the job's candidate forkserver. Never returns."""
     code = 1
@@ -281,8 +282,11 @@ def _enter_job(req: dict[str, Any], cfg: dict[str, Any], fd: int) -> None:
             soft = value[0] if isinstance(value, list) else value
             hard = value[1] if isinstance(value, list) else value
             resource.setrlimit(getattr(resource, name), (soft, hard))
-        if fd != FORKSERVER_FD:  # first: the received fd may be 0 (this process has no stdin)
-            os.dup2(fd, FORKSERVER_FD, inheritable=False)
+        # The received fds may sit on 0-4 (this process closed its stdin): move them clear first.
+        fd, out_fd = os.dup2(fd, 1020, inheritable=False), os.dup2(out_fd, 1021, inheritable=False)
+        os.dup2(fd, FORKSERVER_FD, inheritable=False)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
         null = os.open("/dev/null", os.O_RDWR)
         if null != 0:
             os.dup2(null, 0)
@@ -309,20 +313,21 @@ def _candidate_zygote(sock: socket.socket, cfg: dict[str, Any]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 1)
+            data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MSG, 2)
         except InterruptedError:
             continue
         if not data:
             return
-        if len(fds) != 1:
+        if len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             continue
         if os.fork() == 0:
             sock.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _enter_job(json.loads(data), cfg, fds[0])
-        os.close(fds[0])
+            _enter_job(json.loads(data), cfg, fds[0], fds[1])
+        for fd in fds:
+            os.close(fd)
 
 
 # ------------------------------------------------------------------ the zygote

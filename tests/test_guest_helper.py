@@ -145,3 +145,41 @@ def test_candidate_process_keeps_one_child(program: str) -> None:
 def test_to_plain_rejects_non_plain_arguments(program: str) -> None:
     with pytest.raises(TypeError):
         guest.call_candidate(program, "add", ({1, 2},))
+
+
+STATEFUL = """
+import os
+COUNTER = []
+
+def bump():
+    COUNTER.append(1)
+    return {"n": len(COUNTER), "pid": os.getpid()}
+"""
+
+
+def test_call_candidate_forks_fresh_children_from_one_forkserver(tmp_path: Path) -> None:
+    path = tmp_path / "stateful.py"
+    path.write_text(STATEFUL)
+    outs = [guest.call_candidate(str(path), "bump") for _ in range(4)]
+    assert [o["n"] for o in outs] == [1, 1, 1, 1]  # no state survives from one call to the next
+    assert len({o["pid"] for o in outs}) == 4
+    server = guest._forkserver(start=False)
+    assert server is not None and server.proc is not None and server.proc.poll() is None
+    first = server.proc.pid
+    guest.call_candidate(str(path), "bump")
+    assert guest._forkserver(start=False).proc.pid == first  # reused, not one Python per call
+
+
+def test_forkserver_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "stateful.py"
+    path.write_text(STATEFUL)
+    monkeypatch.setenv("AGENTOPT_GUEST_FORKSERVER", "0")
+    with guest.CandidateProcess(str(path)) as proc:
+        assert proc.call("bump")["n"] == 1
+        assert proc._proc is not None and proc._pid is None  # a fresh interpreter, our own child
+
+
+def test_crash_exit_code_is_reported_through_the_forkserver(program: str) -> None:
+    with pytest.raises(CandidateError) as info:
+        guest.call_candidate(program, "die")
+    assert info.value.kind == "crash" and "code 9" in info.value.message

@@ -182,3 +182,4 @@ def test_candidate_forkserver_is_handed_to_the_job() -> None:
         assert r.value["handed"] == 1.0 and r.value["my_pid"] == 1.0
         assert r.value["distinct_children"] == 5.0 and r.value["one_child"] == 1.0
         assert r.value["child_uid"] == 65534.0
+        assert "whoami-output" in r.stderr  # the children print into the job's output, nowhere else

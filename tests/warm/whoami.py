@@ -5,4 +5,5 @@ import random
 
 
 def run():
+    print("whoami-output")
     return {"score": 1.0, "pid": os.getpid(), "uid": os.getuid(), "rand": random.random(), "cwd": os.getcwd()}
