@@ -177,14 +177,41 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
 
 
 def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
-            module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None) -> None:
-    """Root process outside the job's namespaces: create them, fork the job's init, relay its status."""
+            module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None,
+            spare: socket.socket | None = None, modules: dict[str, Any] | None = None,
+            cz: socket.socket | None = None) -> None:
+    """Root process outside the job's namespaces: create them, fork the job's init, relay its status.
+
+    A *spare* leader (``spare`` set) does the slow part before its job exists: joining the cgroup
+    (a cgroup migration waits for an RCU grace period, ~10 ms) and creating the namespaces. It
+    then waits for the job message and its fds on ``spare``; its init inherits the cgroup.
+    """
     code = SETUP_FAILED
     try:
         signal.set_wakeup_fd(-1)
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         flags = CLONE_NEWNS | CLONE_NEWPID | (0 if msg.get("network") else CLONE_NEWNET)
-        _unshare(flags)
+        if spare is not None:
+            joined = msg["cgroup_procs"]
+            for path in joined:
+                with open(path, "w") as f:
+                    f.write("0")
+            _unshare(flags)
+            data, fds, _flags, _addr = socket.recv_fds(spare, _MAX_MSG, 4)
+            if not data or len(fds) < 2:
+                os._exit(0)
+            spare.close()
+            msg = json.loads(data)
+            msg["cgroup_procs"] = []  # joined above; the init inherits it
+            msg["forkserver_cgroups"] = joined
+            result_fd, out_fd = fds[0], fds[1]
+            module = (modules or {}).get(msg.get("preload_key") or "")
+            if len(fds) == 4 and cz is not None:
+                forkserver = (cz, socket.socket(fileno=fds[2]), socket.socket(fileno=fds[3]))
+            elif cz is not None:
+                cz.close()
+        else:
+            _unshare(flags)
         pid = os.fork()
         if pid == 0:
             if forkserver:
@@ -198,6 +225,7 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
             cz, mine, theirs = forkserver
             mine.close()
             request = {key: msg[key] for key in ("cgroup_procs", "work", "limits", "env", "network")}
+            request["cgroup_procs"] = msg.get("forkserver_cgroups") or msg["cgroup_procs"]
             request["init_pid"] = pid
             socket.send_fds(cz, [json.dumps(request).encode()], [theirs.fileno(), out_fd])
             theirs.close()
@@ -342,6 +370,7 @@ class Zygote:
         self.cfg = cfg
         self.runner = runner
         self.jobs: dict[int, str] = {}  # leader pid -> job id
+        self.spares: dict[str, tuple[int, socket.socket, frozenset[str]]] = {}  # id -> (pid, channel, preloaded)
         self.modules: dict[str, Any] = {}  # preload key -> evaluator module (None: import per job)
 
     def send(self, obj: dict[str, Any]) -> None:
@@ -385,19 +414,71 @@ class Zygote:
         self.modules[key] = module
         return module
 
+    def _fork(self) -> int:
+        """fork(); the child drops the zygote's channels (control, spares) and its SIGCHLD handler."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self.sock.close()
+            for other in self.spares.values():
+                other[1].close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        return pid
+
+    def make_spare(self, msg: dict[str, Any]) -> None:
+        """Fork a leader that joins the given cgroup and makes namespaces now, for a later job."""
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = self._fork()
+        if pid == 0:
+            try:
+                here.close()
+                _leader(msg, self.cfg, -1, -1, self.runner, None, None, spare=there, modules=dict(self.modules),
+                        cz=self.cz)
+            finally:
+                os._exit(SETUP_FAILED)
+        there.close()
+        self.spares[str(msg["id"])] = (pid, here, frozenset(self.modules))
+
+    def use_spare(self, msg: dict[str, Any], fds: list[int], pair: tuple[socket.socket, socket.socket] | None) -> bool:
+        """Hand the job to its spare leader; False (spare discarded) when it cannot take it."""
+        spare = self.spares.pop(str(msg.get("spare")), None) if msg.get("spare") else None
+        if spare is None:
+            return False
+        pid, sock, keys = spare
+        usable = not msg.get("network") and (not msg.get("preload_key") or msg["preload_key"] in keys)
+        if usable:
+            try:
+                socket.send_fds(sock, [json.dumps(msg).encode()],
+                                [*fds, *(p.fileno() for p in pair)] if pair else fds)
+            except OSError:
+                usable = False
+        sock.close()
+        if not usable:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return False
+        self.jobs[pid] = msg["id"]
+        return True
+
     def start_job(self, msg: dict[str, Any], fds: list[int]) -> None:
         result_fd, out_fd = fds
         module = None
         if msg.get("preload_key") and msg.get("preload_path"):
             module = self.preload(msg["preload_key"], msg["preload_path"], msg["env"])
         pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if msg.get("forkserver") and self.cz else None
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        if self.use_spare(msg, fds, pair):
+            for fd in fds:
+                os.close(fd)
+            if pair:
+                pair[0].close()
+                pair[1].close()
+            return
+        pid = self._fork()
         if pid == 0:
             try:
-                self.sock.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 fs = (self.cz, pair[0], pair[1]) if pair and self.cz else None
                 _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs)
             finally:
@@ -417,6 +498,10 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            for sid, spare in list(self.spares.items()):
+                if spare[0] == pid:  # a spare died before its job came: the job will not use it
+                    spare[1].close()
+                    del self.spares[sid]
             job = self.jobs.pop(pid, None)
             if job is not None:
                 self.send({"op": "done", "id": job, "status": os.waitstatus_to_exitcode(status)})
@@ -451,6 +536,8 @@ class Zygote:
             msg = json.loads(data)
             if msg.get("op") == "run" and len(fds) == 2:
                 self.start_job(msg, fds)
+            elif msg.get("op") == "spare":
+                self.make_spare(msg)
             elif msg.get("op") == "kill":
                 self.kill(str(msg.get("id")))
             else:

@@ -58,12 +58,13 @@ def test_jobs_run_warm_with_every_layer() -> None:
         sb = WarmLocalSandbox()
         try:
             results = [await sb.run(_job("whoami.py")) for _ in range(3)]
-            return [results, sb.cold_fallbacks, sb.workers_started, sb.available_isolation()]
+            return [results, sb.cold_fallbacks, sb.workers_started, sb.available_isolation(), sb.spare_jobs]
         finally:
             await sb.close()
 
-    results, fallbacks, started, available = asyncio.run(go())
+    results, fallbacks, started, available, spare_jobs = asyncio.run(go())
     assert fallbacks == 0 and started == 1
+    assert spare_jobs == 2  # jobs 2 and 3 start from the leader made ready during the job before
     for r in results:
         assert r.ok, r
         assert r.value["pid"] == 1 and r.value["uid"] == 65534  # own pid namespace, dropped to nobody

@@ -247,22 +247,35 @@ class JobCgroup:
         name = "memory.peak" if self.support.version == 2 else "memory.max_usage_in_bytes"
         return _read_int(self.memory_dir / name)
 
+    def _sweep(self) -> bool:
+        """Kill what is left and try to remove the dirs once; True when all are gone."""
+        self.signal(signal.SIGKILL)
+        left = []
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left.append(d)
+        self.dirs = left
+        return not left
+
     async def remove(self) -> bool:
         """Kill whatever is left and remove the dirs (retries while the kernel reaps)."""
         for _ in range(250):
-            self.signal(signal.SIGKILL)
-            left = []
-            for d in self.dirs:
-                try:
-                    d.rmdir()
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    left.append(d)
-            self.dirs = left
-            if not left:
+            if self._sweep():
                 return True
             await asyncio.sleep(0.02)
+        log.warning("could not remove job cgroup(s) %s", ", ".join(map(str, self.dirs)))
+        return False
+
+    def remove_now(self) -> bool:
+        """:meth:`remove` for threads without an event loop (worker shutdown)."""
+        for _ in range(250):
+            if self._sweep():
+                return True
+            time.sleep(0.02)
         log.warning("could not remove job cgroup(s) %s", ", ".join(map(str, self.dirs)))
         return False
 

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _SETUP_FAILED = 125
 _MAX_WORKERS = 4  # distinct job environments kept warm at once
+_SPARES = 1  # pre-made job leaders per worker (take the next job's cgroup migration off its path)
 _START_TIMEOUT_S = 30.0
 _DONE_GRACE_S = 5.0
 
@@ -91,6 +92,8 @@ class _Worker:
         self.sock = sock
         self.pending: dict[str, asyncio.Future[int]] = {}
         self.dead: str | None = None
+        # Pre-made job leaders (cgroup joined, namespaces made): (spare id, its cgroup, memory_mb).
+        self.spares: list[tuple[str, cgroups.JobCgroup, int]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_loop, name="agentopt-warm-worker", daemon=True)
 
@@ -147,6 +150,37 @@ class _Worker:
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
+        with self._lock:
+            spares, self.spares = self.spares, []
+        for _sid, cg, _mb in spares:
+            cg.remove_now()
+
+    def take_spare(self, memory_mb: int) -> tuple[str, cgroups.JobCgroup] | None:
+        """A ready spare leader for a job with this memory cap (None: start the job from scratch)."""
+        with self._lock:
+            for i, (sid, cg, mb) in enumerate(self.spares):
+                if mb == memory_mb:
+                    del self.spares[i]
+                    return sid, cg
+        return None
+
+    def add_spare(self, pids_max: int, memory_mb: int) -> None:
+        """Ask the zygote for a leader that joins a new job cgroup and makes namespaces ahead of time."""
+        with self._lock:
+            if self.dead or len(self.spares) >= _SPARES:
+                return
+        cg = cgroups.JobCgroup.create(pids_max=pids_max, memory_bytes=memory_mb * 1024 * 1024)
+        if cg is None:
+            return
+        sid = secrets.token_hex(8)
+        try:
+            self.send({"op": "spare", "id": sid, "cgroup_procs": [str(p) for p in cg.procs_files],
+                       "network": False})
+        except OSError:
+            cg.remove_now()
+            return
+        with self._lock:
+            self.spares.append((sid, cg, memory_mb))
 
 
 def _resolve(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
@@ -185,6 +219,7 @@ class WarmLocalSandbox(LocalSandbox):
         self._guest_users: dict[tuple[str, int, int], bool] = {}
         # Jobs that ran cold because a worker was discarded (tests and benchmarks check it is 0).
         self.cold_fallbacks = 0
+        self.spare_jobs = 0  # jobs started from a pre-made leader (no cgroup migration on their path)
         self.workers_started = 0
 
     def available_isolation(self) -> list[str]:
@@ -352,15 +387,18 @@ class WarmLocalSandbox(LocalSandbox):
         cg: cgroups.JobCgroup | None = None
         try:
             program, evaluator, work = await asyncio.to_thread(self._prepare_dirs, job, job_dir)
-            cg = cgroups.JobCgroup.create(pids_max=self._pids_max, memory_bytes=job.memory_mb * 1024 * 1024)
-            if cg is None or cg.memory_dir is None or cg.pids_dir is None:
-                raise _Discarded("could not create the job's pids + memory cgroup")
             env = self._job_env(job, work)
             key = self._worker_key(env)
             try:
                 worker = await self._get_worker(key, env)
             except SandboxError as exc:
                 raise _Discarded(str(exc)) from exc
+            spare = None if job.network else worker.take_spare(job.memory_mb)
+            self.spare_jobs += spare is not None
+            cg = spare[1] if spare else cgroups.JobCgroup.create(pids_max=self._pids_max,
+                                                                   memory_bytes=job.memory_mb * 1024 * 1024)
+            if cg is None or cg.memory_dir is None or cg.pids_dir is None:
+                raise _Discarded("could not create the job's pids + memory cgroup")
             preload = await asyncio.to_thread(self._preload_dir, job)
             payload = json.loads(build_job_payload(job, evaluator_path=str(evaluator), program_path=str(program),
                                                    lib_dir=self._lib_dir, nonce=nonce))
@@ -369,6 +407,7 @@ class WarmLocalSandbox(LocalSandbox):
                    "network": job.network, "disk_mb": job.max_disk_mb, "limits": self._limits(job),
                    "cgroup_procs": [str(p) for p in cg.procs_files],
                    "forkserver": self._uses_guest_helper(Path(job.evaluator_path)),
+                   "spare": spare[0] if spare else None,
                    "preload_key": preload[0] if preload else None,
                    "preload_path": str(preload[1]) if preload else None}
             return await self._execute_warm(job, worker, msg, cg, nonce)
@@ -397,6 +436,8 @@ class WarmLocalSandbox(LocalSandbox):
         finally:
             os.close(res_w)
             os.close(err_w)
+        if not job.network:  # the next job's leader gets ready while this one runs
+            worker.add_spare(self._pids_max, job.memory_mb)
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
         timed_out = False
