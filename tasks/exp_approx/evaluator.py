@@ -237,14 +237,11 @@ def _extrema(xs: np.ndarray, rel: np.ndarray, limit: int = 8) -> list[tuple[floa
 def _sign_runs(rel: np.ndarray) -> str:
     """Sign pattern of the error curve, ignoring values below 1% of the maximum."""
     cut = 0.01 * float(np.max(np.abs(rel)))
-    signs: list[str] = []
-    for v in rel:
-        if abs(v) <= cut:
-            continue
-        s = "+" if v > 0 else "-"
-        if not signs or signs[-1] != s:
-            signs.append(s)
-    return " ".join(signs) or "0"
+    positive = rel[~(np.abs(rel) <= cut)] > 0  # vectorised: a Python loop here cost ~60% of evaluate()
+    if positive.size == 0:
+        return "0"
+    starts = np.concatenate(([0], np.flatnonzero(positive[1:] != positive[:-1]) + 1))
+    return " ".join("+" if p else "-" for p in positive[starts])
 
 
 def _invalid(reason: str) -> dict[str, Any]:
