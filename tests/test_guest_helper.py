@@ -183,3 +183,31 @@ def test_crash_exit_code_is_reported_through_the_forkserver(program: str) -> Non
     with pytest.raises(CandidateError) as info:
         guest.call_candidate(program, "die")
     assert info.value.kind == "crash" and "code 9" in info.value.message
+
+
+VECTORS = """
+def echo(x):
+    return x
+
+def grid(n):
+    return [i * 0.5 for i in range(n)]
+"""
+
+
+def test_float_vectors_cross_exactly(tmp_path: Path) -> None:
+    """Long float lists take the binary path; values (nan, inf, -0.0) and types come back unchanged."""
+    path = tmp_path / "vectors.py"
+    path.write_text(VECTORS)
+    vec = [float(i) / 7 for i in range(5000)] + [float("inf"), -0.0, 1e-308]
+    nested = {"a": vec, "ints": list(range(100)), "short": [0.5, 1.5], "mixed": [1.0] * 70 + [2]}
+    with guest.CandidateProcess(str(path)) as proc:
+        out = proc.call("echo", nested)
+        assert out["a"][:-3] == vec[:-3] and out["a"][-3] == float("inf") and str(out["a"][-2]) == "-0.0"
+        assert out["ints"] == list(range(100)) and all(type(v) is int for v in out["ints"])
+        assert out["mixed"][-1] == 2 and type(out["mixed"][-1]) is int and out["short"] == [0.5, 1.5]
+        assert proc.call("grid", 20001) == [i * 0.5 for i in range(20001)]
+        nan = proc.call("echo", [float("nan")] * 100)
+        assert len(nan) == 100 and all(v != v for v in nan)
+    frame = guest._frame({"v": [1.0] * 100})
+    header, _, rest = frame.partition(b"\n")
+    assert header.count(b",") == 1 and len(rest) > 800  # the vector went as 800 raw bytes
