@@ -121,17 +121,22 @@ _FLOAT_ONLY = frozenset({float})
 _MAX_HEADER = 1024
 
 
+# Builtins bound now: a candidate that patches builtins (len, str...) in its own process must
+# still be able to send a well-formed reply (a wrong answer, not a broken channel).
+_len, _str, _type, _map, _list, _dict = len, str, type, map, list, dict
+
+
 def _pack(obj: Any, blobs: list[bytes], depth: int = 0) -> Any:
     """Replace float-only lists (>= _BLOB_MIN long) by placeholders; their bytes go to ``blobs``."""
-    kind = type(obj)
-    if kind is list:
-        if len(obj) >= _BLOB_MIN:
-            if len(blobs) < _MAX_BLOBS and _FLOAT_ONLY.issuperset(map(type, obj)):
+    kind = _type(obj)
+    if kind is _list:
+        if _len(obj) >= _BLOB_MIN:
+            if _len(blobs) < _MAX_BLOBS and _FLOAT_ONLY.issuperset(_map(_type, obj)):
                 blobs.append(array("d", obj).tobytes())
-                return {_BLOB_KEY: len(blobs) - 1}
+                return {_BLOB_KEY: _len(blobs) - 1}
             return obj
         return [_pack(v, blobs, depth + 1) for v in obj] if depth < _NEST else obj
-    if kind is dict and depth < _NEST:
+    if kind is _dict and depth < _NEST:
         return {k: _pack(v, blobs, depth + 1) for k, v in obj.items()}
     return obj
 
@@ -157,7 +162,7 @@ def _frame(obj: Any) -> bytes:
     """``<json len>[,<blob len>...]\n<json><blobs>``: one message on a candidate pipe."""
     blobs: list[bytes] = []
     body = _dumps(_pack(obj, blobs))
-    header = ",".join(str(len(part)) for part in (body, *blobs))
+    header = ",".join([_str(_len(body)), *(_str(_len(b)) for b in blobs)])
     return header.encode() + b"\n" + body + b"".join(blobs)
 
 
