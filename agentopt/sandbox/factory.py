@@ -46,7 +46,7 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
             problem = local_gpu_problem()
             if problem:
                 raise SandboxError(f"sandbox.gpus={gpus}: {problem}; remove 'gpus' or run on a GPU host")
-        from agentopt.sandbox.warm_local import make_local_sandbox  # deferred: load only the backend asked for
+        from agentopt.sandbox.warm_local import make_local_sandbox  # deferred: only the backend asked for
 
         return make_local_sandbox(warm=getattr(spec, "warm", "auto"), pids_max=spec.max_processes)
     if spec.kind == "docker":

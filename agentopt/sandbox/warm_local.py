@@ -34,6 +34,7 @@ from typing import Any, Literal
 from agentopt.errors import SandboxError
 from agentopt.paths import runner_path
 from agentopt.sandbox import cgroups
+from agentopt.sandbox import isolation as iso
 from agentopt.sandbox.base import JobResult, SandboxJob
 from agentopt.sandbox.local import (
     _DEFAULT_PATH,
@@ -63,8 +64,6 @@ def zygote_path() -> Path:
 
 def warm_unavailable() -> str | None:
     """None when warm workers can apply every local isolation layer here, else the reason."""
-    from agentopt.sandbox import isolation as iso
-
     s = iso.detect()
     cg = cgroups.detect()
     if not s.is_root:
@@ -498,9 +497,7 @@ class _Discarded(Exception):
 
 
 def _keep_paths(expose: list[str], root: str) -> list[str]:
-    from agentopt.sandbox.isolation import minimal_roots
-
-    return minimal_roots([*expose, root])
+    return iso.minimal_roots([*expose, root])
 
 
 async def _read_fd(fd: int, cap: int) -> tuple[bytes, int]:
