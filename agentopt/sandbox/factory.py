@@ -48,7 +48,10 @@ def make_sandbox(spec: SandboxSpec) -> Sandbox:
                 raise SandboxError(f"sandbox.gpus={gpus}: {problem}; remove 'gpus' or run on a GPU host")
         from agentopt.sandbox.warm_local import make_local_sandbox  # deferred: only the backend asked for
 
-        return make_local_sandbox(warm=getattr(spec, "warm", "auto"), pids_max=spec.max_processes)
+        warm = getattr(spec, "warm", "auto")
+        if warm == "auto" and wants_gpu:
+            warm = False  # a CUDA context does not survive fork(): GPU tasks start each job fresh
+        return make_local_sandbox(warm=warm, pids_max=spec.max_processes)
     if spec.kind == "docker":
         from agentopt.sandbox.docker_backend import DockerSandbox  # deferred: load only the backend asked for
         from agentopt.sandbox.images import default_tag  # deferred: docker only
