@@ -221,9 +221,6 @@ class WarmLocalSandbox(LocalSandbox):
         self.spare_jobs = 0  # jobs started from a pre-made leader (no cgroup migration on their path)
         self.workers_started = 0
 
-    def available_isolation(self) -> list[str]:
-        return super().available_isolation()
-
     # ------------------------------------------------------------------ workers
 
     def _worker_key(self, env: dict[str, str]) -> str:
