@@ -573,10 +573,6 @@ def call_candidate(
 
 def _child_main(req_fd: int, resp_fd: int, program_path: str) -> int:
     """Import the candidate, then answer framed requests until the parent closes the pipe."""
-    try:  # the parent SIGKILLs a child when done: line buffering keeps what it printed
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    except (AttributeError, ValueError):
-        pass
     req = os.fdopen(req_fd, "rb", buffering=0)
     resp = os.fdopen(resp_fd, "wb", buffering=0)
     # Bind what the reply path needs BEFORE the candidate is imported, so a candidate that
