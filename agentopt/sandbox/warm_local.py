@@ -439,19 +439,24 @@ class WarmLocalSandbox(LocalSandbox):
         timed_out = False
         status: int | None = None
         try:
+            # asyncio.timeout, not wait_for (as in local.py): 3.11's wait_for can drop a Ctrl-C.
+            # A cancelled job is killed by the cgroup sweep in _run_warm's finally.
             try:
-                status = await asyncio.wait_for(asyncio.shield(done), timeout=job.timeout_s)
+                async with asyncio.timeout(job.timeout_s):
+                    status = await asyncio.shield(done)
             except TimeoutError:
                 timed_out = True
                 cg.signal(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
-                    status = await asyncio.wait_for(asyncio.shield(done), timeout=_TERM_GRACE_S)
+                    async with asyncio.timeout(_TERM_GRACE_S):
+                        status = await asyncio.shield(done)
             if status is None:
                 cg.signal(signal.SIGKILL)
                 with contextlib.suppress(OSError):
                     worker.send({"op": "kill", "id": msg["id"]})
                 try:
-                    status = await asyncio.wait_for(asyncio.shield(done), timeout=_DONE_GRACE_S)
+                    async with asyncio.timeout(_DONE_GRACE_S):
+                        status = await asyncio.shield(done)
                 except TimeoutError:
                     await asyncio.to_thread(worker.kill)  # doubt: the job did not die when told
                     status = None
