@@ -184,3 +184,22 @@ def test_candidate_forkserver_is_handed_to_the_job() -> None:
         assert r.value["distinct_children"] == 5.0 and r.value["one_child"] == 1.0
         assert r.value["child_uid"] == 65534.0
         assert "whoami-output" in r.stderr  # the children print into the job's output, nowhere else
+
+
+@needs_warm
+def test_many_concurrent_first_jobs_share_one_worker() -> None:
+    """More first jobs at once than the default thread pool has threads: one worker starts, all
+    jobs run warm (waiting for the starter must not occupy the threads it needs)."""
+    n = (os.cpu_count() or 1) + 8
+
+    async def go() -> list:
+        sb = WarmLocalSandbox()
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(sb.run(_job("whoami.py")) for _ in range(n))), 120)
+            return [results, sb.cold_fallbacks, sb.workers_started]
+        finally:
+            await sb.close()
+
+    results, fallbacks, started = asyncio.run(go())
+    assert all(r.ok and r.value["pid"] == 1 for r in results), results
+    assert fallbacks == 0 and started == 1

@@ -229,8 +229,11 @@ class WarmLocalSandbox(LocalSandbox):
 
     async def _get_worker(self, key: str, env: dict[str, str]) -> _Worker:
         lock = self._starting.setdefault(key, threading.Lock())
-        # A thread lock (not asyncio's): callers may come from different event loops.
-        await asyncio.to_thread(lock.acquire)
+        # A thread lock (callers may come from different event loops), polled: blocking in
+        # to_thread would park every executor thread here while the holder needs one to start
+        # the worker (16 concurrent first jobs deadlocked that way).
+        while not lock.acquire(blocking=False):
+            await asyncio.sleep(0.005)
         try:
             worker = self._workers.get(key)
             if worker is not None and worker.dead is None:
