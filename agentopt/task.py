@@ -257,6 +257,13 @@ class SearchSpec(StrictModel):
     )
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     parallel_evaluations: int = Field(1, ge=1)
+    pipeline_window: int | None = Field(
+        None,
+        ge=1,
+        description="Iterations in flight at once: iteration i samples the store as of iteration i - window "
+        "(fixed, so seeded runs reproduce and resume exactly). null: parallel_evaluations + llm.concurrency "
+        "(+ 1 for the symbolic mutator); 1 runs strictly one iteration after another.",
+    )
     evaluations_per_gpu: int | None = Field(
         1,
         ge=1,

@@ -145,7 +145,6 @@ async def measure(
 async def evolve_short(model: str, spec: TaskSpec, iterations: int, grammar: bool, sandbox: LocalSandbox) -> str:
     """N real controller iterations with the compact(+grammar) local-model proposer."""
     from agentopt.evolve.controller import EvolutionController
-    from agentopt.evolve.proposal import Child
     from agentopt.evolve.proposers import LLMProposer, _prompt_program
     from agentopt.llm.budget import BudgetLedger
 
@@ -158,8 +157,8 @@ async def evolve_short(model: str, spec: TaskSpec, iterations: int, grammar: boo
     class CompactProposer(LLMProposer):
         """What LLMProposer does for ``local/`` models once the lead wires compact + grammar."""
 
-        async def propose(self, *, iteration: int, parent: Any, inspirations: list[Any], rng: Any,
-                          previous_error: str | None) -> Child:
+        def plan(self, *, iteration: int, parent: Any, inspirations: list[Any], rng: Any,
+                 previous_error: str | None) -> dict[str, Any]:
             model_spec = self.client.choose_model(rng)
             messages = build_messages(
                 parent=_prompt_program(parent, "parent"), task_description=run_spec.description,
@@ -168,16 +167,8 @@ async def evolve_short(model: str, spec: TaskSpec, iterations: int, grammar: boo
                 compact=True,
             )
             kw = local_request_kwargs(model_spec, parent.code, "diff", grammar=grammar)
-            mutation: dict[str, Any] = {"kind": "diff", "model": model_spec.name}
-            try:
-                completion = await self.client.complete(messages, model=model_spec, seed=iteration, **kw)
-            except AgentoptError as err:
-                return Child(iteration, parent, None, mutation, error=f"LLM call failed: {err}")
-            outcome = apply_reply(parent.code, completion.text, "diff")
-            mutation.update(kind=outcome.kind, reply=completion.text[:20_000])
-            if outcome.code is None:
-                return Child(iteration, parent, None, mutation, error=outcome.error or "reply did not apply")
-            return Child(iteration, parent, outcome.code, mutation)
+            return {"model": model_spec.name, "messages": messages, "request": kw,
+                    "mutation": {"kind": "diff", "model": model_spec.name}}
 
     with tempfile.TemporaryDirectory() as tmp:
         controller = EvolutionController(

@@ -288,7 +288,9 @@ def make_meta_task(tmp_path: Path, server: Any, iterations: int) -> Path:
     task.write_text(
         "program: program.py\nevaluator: evaluator.py\nsandbox: {timeout_s: 20}\n"
         + llm_yaml(server, ", meta_prompts: true, meta_prompt_interval: 2, meta_prompt_max_variants: 6")
-        + f"search: {{iterations: {iterations}, seed: 3}}\n"
+        # Window 1: each proposal sees the previous one's reward (the archive's learning is the
+        # subject here; with a wider window the first iterations all try the same unpulled variant).
+        + f"search: {{iterations: {iterations}, seed: 3, pipeline_window: 1}}\n"
     )
     return task
 

@@ -1,14 +1,22 @@
 """The evolution loop: sample parents, mutate (LLM or symbolic), evaluate in a sandbox, store.
 
-Determinism and resume hinge on two choices made here:
+Determinism and resume hinge on these choices:
 
-* Work proceeds in *batches*. Every child of a batch samples from the database state as it
-  was when the batch started, and each iteration ``i`` draws from its own RNG seeded with
-  ``(seed, i)``. Results are added to the store in iteration order through a reorder buffer,
-  so the store's content does not depend on which evaluation finished first.
-* Program ids are ``hash(seed, iteration, code)``. After a crash, resuming replays the
-  interrupted batch with the same RNGs (and the LLM request cache), and every child whose id
-  is already stored is skipped, so nothing is evaluated twice.
+* A sliding window of iterations is in flight (:mod:`agentopt.evolve.pipeline`). Iteration
+  ``i`` *starts* — parent and inspirations sampled, the proposer's plan made (prompt, model,
+  prompt variant: every choice that reads the store or learned state) — exactly when iteration
+  ``i - window`` commits, and draws from its own RNG seeded with ``(seed, i)``. Results are
+  committed in iteration order (a reorder buffer), so the store's content does not depend on
+  which LLM answer or evaluation finished first.
+* Equivalence decisions (exact / normalized hash, against stored programs and against children
+  still in flight, which are then awaited instead of evaluated twice) are made in iteration
+  order too; functional-fingerprint lookups see only iterations <= ``i - window``.
+* Program ids are ``hash(seed, iteration, code)``. Durable records: a start record per started
+  iteration (its plan), a pending entry per finished, uncommitted child, and one transaction per
+  commit (program or rejection + the run's counters and learned state). After a crash, resuming
+  reruns the started iterations from their records (the LLM request cache answers them) and
+  takes finished children from the pending area, so nothing is evaluated twice and the run
+  continues exactly as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import random
 import shutil
 import time
 import warnings
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +50,7 @@ from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
 from agentopt.evolve.health import FailureRate, RunAborted, initial_failure, output_tail
+from agentopt.evolve.pipeline import PARKED, STOP, Parked, WindowPipeline
 from agentopt.evolve.proposal import Child, Proposer
 from agentopt.evolve.summary import RunSummary, write_outputs
 from agentopt.evolve.tuning import tune_budget, tune_enabled, tune_program, tune_seed
@@ -54,7 +64,11 @@ STATE_STARTED_AT = "wall_s_before"
 STATE_PREVIOUS_ERRORS = "previous_errors"
 STATE_LEDGER = "llm_ledger"
 STATE_NO_IMPROVE = "iterations_without_improvement"
-STATE_PENDING = "pending_batch"
+STATE_PENDING = "pending_batch"  # legacy (batch-era runs): pid -> program, read on resume
+STATE_WINDOW = "pipeline_window"
+PENDING_PREFIX = "pending/"  # + iteration: an evaluated child awaiting its turn to commit
+TUNE_PREFIX = "tune/"  # + iteration: the constants-tuning outcome of a child awaiting its commit
+START_PREFIX = "start/"  # + iteration: a started iteration's parent, island and proposal plan
 STATE_EVALUATIONS = "evaluations_total"
 STATE_CACHE = "equivalence_cache"
 STATE_TOTAL_ITERATIONS = "total_iterations"  # the last explicit -n, so resume keeps it
@@ -104,6 +118,11 @@ class RunStats:
     def evals_per_s(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.evaluations / elapsed if elapsed > 0 else 0.0
+
+
+#: What one iteration yields: the child, its program (None when rejected) and how it was obtained
+#: ("evaluated", "cache_hit", "rejected", "resumed" from the pending area, "stored").
+IterationResult = tuple[Child, Program | None, str]
 
 
 class EvolutionController:
@@ -162,12 +181,24 @@ class EvolutionController:
         self._fingerprint = has_fingerprint(spec)
         self._isolation_checked = False
         self._funnel = self._open_funnel()
-        self._rank_limits: list[float | None] | None = None  # taken at each batch start
         self._tune = tune_enabled(spec, proposer)
+        # Pipeline state (see the module docstring and pipeline.py).
+        self._window = self._window_size()
+        self._pending: dict[str, dict[str, Any]] = dict(self.db.get_state(STATE_PENDING, {}) or {})
+        for data in self.db.states_with_prefix(PENDING_PREFIX).values():
+            self._pending[str(data["id"])] = data
+        self._starts: dict[int, dict[str, Any]] = {}
+        self._parents: dict[str, Program] = {}
+        self._claims: dict[int, asyncio.Event] = {}
+        self._registry: dict[str, tuple[int, asyncio.Future[Program]]] = {}
+        self._tuned: dict[int, dict[str, Any]] = {
+            int(key[len(TUNE_PREFIX) :]): value for key, value in self.db.states_with_prefix(TUNE_PREFIX).items()
+        }
 
     # ------------------------------------------------------------------ helpers
     def _open_funnel(self) -> Funnel:
-        """The rank-promotion windows as they stood when the next batch starts: rebuilt from
+        """The rank-promotion windows as of the last commit (iterations started later take their
+        cutoffs from their start records): rebuilt from
         the stored programs of earlier iterations, so a resumed run decides as before."""
         funnel = Funnel(self.spec.cascade, self.spec.objective)
         if funnel.ranking:
@@ -199,12 +230,23 @@ class EvolutionController:
         else:
             path.unlink(missing_ok=True)
 
-    async def _evaluate_code(self, code: str, name: str, *, lookup: bool = False) -> tuple[EvalResult, str, str | None]:
+    async def _evaluate_code(
+        self,
+        code: str,
+        name: str,
+        *,
+        lookup: bool = False,
+        max_iteration: int | None = None,
+        rank_limits: list[float | None] | None = None,
+    ) -> tuple[EvalResult, str, str | None]:
         """Evaluate ``code``: ``(result, func_hash, hit id)``.
 
         With a ``fingerprint`` hook the cheap fingerprint job runs first (in the same
-        evaluation slot); with ``lookup`` its hash is looked up in the store and a hit returns
-        that program's result without running the evaluation (hit id set)."""
+        evaluation slot); with ``lookup`` its hash is looked up among stored programs of
+        iterations <= ``max_iteration`` (the store as of the iteration's start, a fixed set
+        whatever has been committed since) and a hit returns that program's result without
+        running the evaluation (hit id set). ``rank_limits``: the cascade funnel's cutoffs as of
+        the iteration's start (taken then, kept in its start record)."""
         path = self._write_candidate(code, name)
         try:
             async with self._eval_slots:
@@ -217,10 +259,12 @@ class EvolutionController:
                         log.info("fingerprint of %s failed (%s); evaluating in full", name, problem)
                     else:
                         func_hash = digest
-                        cached = self.db.find_by_hash(func_hash=digest) if lookup else None
+                        cached = (
+                            self.db.find_by_hash(func_hash=digest, max_iteration=max_iteration) if lookup else None
+                        )
                         if cached is not None:
                             return _result_of(cached), func_hash, cached.id
-                return await evaluate_program(self.sandbox, self.spec, path, rank_limits=self._rank_limits), func_hash, None
+                return await evaluate_program(self.sandbox, self.spec, path, rank_limits=rank_limits), func_hash, None
         finally:
             self._remove_candidate(path)
 
@@ -359,7 +403,46 @@ class EvolutionController:
             for line in shown:
                 self.reporter.message("  " + line[:500])
 
-    async def _produce(self, iteration: int) -> Child:
+    # ------------------------------------------------------------------ pipelined steps
+    # One iteration = start (sync: sample + plan, durable) -> run (async: LLM, dedupe, sandbox)
+    # -> commit (sync, in iteration order). WindowPipeline (pipeline.py) schedules them.
+
+    def _window_size(self) -> int:
+        """Iterations in flight; fixed for the life of a run (stored), since it shapes what each
+        iteration samples and so the whole seeded run."""
+        stored = self.db.get_state(STATE_WINDOW)
+        if stored is not None:
+            return int(stored)
+        configured = self.spec.search.pipeline_window
+        if configured is None:
+            # Symbolic proposals cost no wall time, but one extra keeps the next one ready.
+            configured = self.spec.search.parallel_evaluations + max(1, self.proposer.concurrency())
+        self.db.set_state(STATE_WINDOW, configured)
+        return configured
+
+    def _start(self, iteration: int) -> Awaitable[IterationResult] | Parked | None:
+        """Start ``iteration`` now (the run is exactly "as of iteration - window"): sample its
+        parent, build its proposal plan, write the start record. Past the requested iterations
+        the record is written and the iteration parked (see pipeline.PARKED)."""
+        if self._abort is not None:  # a run-health check failed at a commit: start nothing more
+            return STOP
+        record = self._starts.get(iteration)
+        if iteration > self.total_iterations:
+            if record is None:
+                self._write_start(iteration)
+            return PARKED
+        if record is None:
+            reason = self._budget_stop(iteration)
+            if reason:
+                self._stop_reason = reason
+                return STOP
+            record = self._write_start(iteration)
+        return self._run_iteration(record)
+
+    def _write_start(self, iteration: int) -> dict[str, Any]:
+        migrated = self.db.maybe_migrate(iteration)
+        if migrated:
+            log.info("migrated %d programs between islands at iteration %d", migrated, iteration)
         rng = random.Random(f"{self.spec.search.seed}:{iteration}")
         island = self.db.next_island(iteration)
         parent, inspirations = self.db.sample(
@@ -368,72 +451,122 @@ class EvolutionController:
             num_top=self.spec.search.num_top_programs,
             num_diverse=self.spec.search.num_diverse_programs,
         )
-        previous_error = self._previous_errors.get(parent.id)
-        child: Child = await self.proposer.propose(
-            iteration=iteration, parent=parent, inspirations=inspirations, rng=rng, previous_error=previous_error
-        )
-        child.island = island
-        return child
+        plan = self._plan(iteration, parent, inspirations, rng)
+        record: dict[str, Any] = {"iteration": iteration, "island": island, "parent_id": parent.id, "plan": plan}
+        if self.spec.search.novelty_threshold > 0:
+            record["near_duplicates"] = self.db.near_duplicate_candidates(island)
+        if self._funnel.ranking:  # the funnel's rank cutoffs as of this start, like the sample
+            record["rank_limits"] = self._funnel.limits()
+        self.db.set_state(f"{START_PREFIX}{iteration}", record)
+        self._starts[iteration] = record
+        self._parents[parent.id] = parent
+        return record
 
-    async def _finish_child(self, child: Child, pending: dict[str, Any]) -> tuple[Child, Program | None, str]:
-        """Evaluate (or reuse) a child. Returns (child, program or None, outcome)."""
-        if child.code is None:
-            return child, None, "rejected"
-        if len(child.code) > self.spec.search.max_code_length:
-            child.error = f"program is {len(child.code)} chars, over max_code_length {self.spec.search.max_code_length}"
-            return child, None, "rejected"
-        if self._tune and not is_bundle(child.code):
-            await self._tune_child(child, pending)
-        code_hash = exact_hash(child.code)
-        pid = make_program_id(self.spec.search.seed, child.iteration, code_hash)
-        threshold = self.spec.search.novelty_threshold
-        if threshold > 0 and pid not in pending and self.db.is_near_duplicate(
-            child.code, island=child.island, threshold=threshold
-        ):
-            child.error = f"near-duplicate of a stored program (code distance < {threshold:g})"
-            return child, None, "rejected"
-        if pid in pending:  # evaluated before an interruption, not yet merged into the store
-            return child, Program.model_validate(pending[pid]), "resumed"
-        existing = self.db.get(pid)
-        if existing is not None:
-            return child, existing, "stored"
-        # Equivalence cache, cheapest first: same text, same normalized code, same fingerprint.
-        # Lookups see the store as of the batch start (children are added at commit), so the
-        # outcome does not depend on which child of a batch finished first.
-        kind, hit_id = "exact", None
-        hashes = self._hashes(child.code)
-        cached = self.db.find_by_hash(code_hash=code_hash)
-        if cached is None:
-            kind = "normalized"
-            cached = self.db.find_by_hash(norm_hash=hashes[0])
-        if cached is not None:
-            result, func_hash, hit_id = _result_of(cached), cached.func_hash, cached.id
+    def _plan(self, iteration: int, parent: Program, inspirations: list[Program], rng: random.Random) -> dict[str, Any]:
+        previous_error = self._previous_errors.get(parent.id)
+        return dict(
+            self.proposer.plan(
+                iteration=iteration, parent=parent, inspirations=inspirations, rng=rng, previous_error=previous_error
+            )
+        )
+
+    def _run_iteration(self, record: dict[str, Any]) -> Awaitable[IterationResult]:
+        """The slow part of a started iteration, as a coroutine. Its turn marker is created now,
+        synchronously and in iteration order, so a later iteration can never miss it."""
+        self._claims[int(record["iteration"])] = asyncio.Event()
+        return self._iterate(record)
+
+    async def _iterate(self, record: dict[str, Any]) -> IterationResult:
+        iteration = int(record["iteration"])
+        parent = self._parents.get(record["parent_id"]) or self.db.get(record["parent_id"])
+        if parent is None:  # cannot happen with an intact store; say so instead of a KeyError
+            raise AgentoptError(f"iteration {iteration}: its parent {record['parent_id']} is missing from the store")
+        try:
+            child: Child = await self.proposer.execute(record["plan"], iteration=iteration, parent=parent)
+            child.island = int(record["island"])
+            code = child.code
+            if self._tune and code is not None and len(code) <= self.spec.search.max_code_length and not is_bundle(code):
+                await self._tune_child(child)
+        except BaseException:
+            # The run stops at this iteration's turn to commit; never leave later ones blocked.
+            self._claims[iteration].set()
+            raise
+        return await self._finish_child(child, record)
+
+    async def _wait_turn(self, iteration: int) -> None:
+        """Equivalence decisions are made in iteration order (so they do not depend on timing):
+        wait until the previous iteration has made its own."""
+        previous = self._claims.get(iteration - 1)
+        if previous is not None:
+            await previous.wait()
+
+    async def _finish_child(self, child: Child, record: dict[str, Any]) -> IterationResult:
+        """Evaluate (or reuse) a child. Returns (child, program or None, outcome).
+
+        Equivalence, cheapest first, against every earlier iteration: stored programs, and
+        children still in flight (a child equal to one being evaluated waits for that result
+        instead of running again). Decided in iteration order, so the outcome is the same
+        whichever evaluation finishes first."""
+        iteration = child.iteration
+        await self._wait_turn(iteration)
+        try:
+            decision = self._decide(child, record)
+        finally:
+            self._claims[iteration].set()
+        kind, payload = decision
+        if kind == "done":
+            return payload  # type: ignore[return-value]
+        pid = make_program_id(self.spec.search.seed, iteration, exact_hash(child.code or ""))
+        code = child.code or ""
+        hashes = self._hashes(code)
+        if kind == "wait":
+            future, cache_kind = payload  # type: ignore[misc]
+            twin: Program = await asyncio.shield(future)
+            result, func_hash, hit_id = _result_of(twin), twin.func_hash, twin.id
         else:
-            kind = "functional"
-            result, func_hash, hit_id = await self._evaluate_code(child.code, pid, lookup=True)
+            future = payload  # type: ignore[assignment]
+            try:
+                cache_kind = "functional"
+                result, func_hash, hit_id = await self._evaluate_code(
+                    code,
+                    pid,
+                    lookup=True,
+                    max_iteration=iteration - self._window,
+                    rank_limits=record.get("rank_limits"),
+                )
+            except Exception as err:
+                if not future.done():
+                    future.set_exception(err)
+                    future.exception()  # mark retrieved: waiters re-raise it, no "never retrieved" noise
+                raise
+            except BaseException:
+                future.cancel()
+                raise
         if hit_id is not None:
-            child.mutation = {**child.mutation, "cache_hit": hit_id, "cache_kind": kind}
+            child.mutation = {**child.mutation, "cache_hit": hit_id, "cache_kind": cache_kind}
             outcome = "cache_hit"
         else:
             outcome = "evaluated"
-        program = self._program_from(child, child.code, result, pid, func_hash=func_hash, hashes=hashes)
-        # Durable at once, but kept out of the selection indexes until the batch ends, so a
-        # resumed batch samples exactly what the uninterrupted one did.
-        pending[pid] = program.model_dump(mode="json")
-        self.db.set_state(STATE_PENDING, pending)
+        program = self._program_from(child, code, result, pid, func_hash=func_hash, hashes=hashes)
+        if kind == "evaluate" and not future.done():
+            future.set_result(program)
+        # Durable at once, but kept out of the selection indexes until its turn to commit, so a
+        # resumed run samples exactly what the uninterrupted one did.
+        data = program.model_dump(mode="json")
+        self._pending[pid] = data
+        self.db.set_state(f"{PENDING_PREFIX}{iteration}", data)
         return child, program, outcome
 
-    async def _tune_child(self, child: Child, pending: dict[str, Any]) -> None:
+    async def _tune_child(self, child: Child) -> None:
         """Tune the child's float literals in one sandbox job before it is judged (see
         agentopt/evolve/tuning.py); the accepted tuned source replaces ``child.code``.
 
-        The outcome is kept in the pending batch under ``tune:<iteration>``, so a resumed
-        batch reuses it instead of tuning again (a time-limited tuning need not repeat exactly).
+        The outcome is kept under ``tune/<iteration>`` until the iteration commits, so a resumed
+        run reuses it instead of tuning again (a time-limited tuning need not repeat exactly).
         """
         assert child.code is not None
-        key = f"tune:{child.iteration}"
         digest = exact_hash(child.code)
-        saved = pending.get(key)
+        saved = self._tuned.get(child.iteration)
         if isinstance(saved, dict) and saved.get("input") == digest:
             code, record = saved.get("code"), dict(saved.get("record") or {})
         else:
@@ -446,15 +579,91 @@ class EvolutionController:
             finally:
                 self._remove_candidate(path)
             code, record = outcome.code, outcome.record
-            pending[key] = {"input": digest, "code": code, "record": record}
-            self.db.set_state(STATE_PENDING, pending)
+            saved = {"input": digest, "code": code, "record": record}
+            self._tuned[child.iteration] = saved
+            self.db.set_state(f"{TUNE_PREFIX}{child.iteration}", saved)
         if isinstance(code, str) and len(code) <= self.spec.search.max_code_length:
             child.code = code
         child.mutation = {**child.mutation, "tuned": record}
 
+    def _decide(self, child: Child, record: dict[str, Any]) -> tuple[str, Any]:
+        """What to do with a child, decided synchronously on its turn: ("done", result),
+        ("wait", (future of an equal child in flight, cache kind)) or ("evaluate", own future,
+        registered so later equal children wait for it)."""
+        iteration = child.iteration
+        if child.code is None:
+            return "done", (child, None, "rejected")
+        if len(child.code) > self.spec.search.max_code_length:
+            child.error = f"program is {len(child.code)} chars, over max_code_length {self.spec.search.max_code_length}"
+            return "done", (child, None, "rejected")
+        code_hash = exact_hash(child.code)
+        pid = make_program_id(self.spec.search.seed, iteration, code_hash)
+        threshold = self.spec.search.novelty_threshold
+        if threshold > 0 and pid not in self._pending and self.db.is_near_duplicate(
+            child.code, island=child.island, threshold=threshold, candidates=record.get("near_duplicates")
+        ):
+            child.error = f"near-duplicate of a stored program (code distance < {threshold:g})"
+            return "done", (child, None, "rejected")
+        hashes = self._hashes(child.code)
+        keys = (f"x:{code_hash}", f"n:{hashes[0]}")
+        if pid in self._pending:  # evaluated before an interruption, not yet committed
+            program = Program.model_validate(self._pending[pid])
+            self._register(keys, iteration, program)
+            return "done", (child, program, "resumed")
+        existing = self.db.get(pid)
+        if existing is not None:
+            return "done", (child, existing, "stored")
+        # Earliest equal program wins: committed ones (all earlier than anything in flight), then
+        # in-flight ones (the registry holds the first claimant of each hash).
+        for cache_kind, lookup, key in (
+            ("exact", {"code_hash": code_hash}, keys[0]),
+            ("normalized", {"norm_hash": hashes[0]}, keys[1]),
+        ):
+            cached = self.db.find_by_hash(**lookup, max_iteration=iteration - 1)
+            if cached is not None:
+                child.mutation = {**child.mutation, "cache_hit": cached.id, "cache_kind": cache_kind}
+                program = self._program_from(
+                    child, child.code, _result_of(cached), pid, func_hash=cached.func_hash, hashes=hashes
+                )
+                data = program.model_dump(mode="json")
+                self._pending[pid] = data
+                self.db.set_state(f"{PENDING_PREFIX}{iteration}", data)
+                return "done", (child, program, "cache_hit")
+            claimant = self._registry.get(key)
+            if claimant is not None:
+                return "wait", (claimant[1], cache_kind)
+        future: asyncio.Future[Program] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._registry.setdefault(key, (iteration, future))
+        return "evaluate", future
+
+    def _register(self, keys: tuple[str, ...], iteration: int, program: Program) -> None:
+        future: asyncio.Future[Program] = asyncio.get_running_loop().create_future()
+        future.set_result(program)
+        for key in keys:
+            self._registry.setdefault(key, (iteration, future))
+
+    def _commit_iteration(self, iteration: int, result: IterationResult) -> None:
+        child, program, outcome = result
+        self._commit(child, program, outcome)
+        # This iteration is in the store now: lookups find it there, not in the registry.
+        for key in [k for k, (it, _) in self._registry.items() if it == iteration]:
+            del self._registry[key]
+        self._claims.pop(iteration, None)
+        self._starts.pop(iteration, None)
+        if program is not None:
+            self._pending.pop(program.id, None)
+        if len(self._parents) > 4 * self._window:
+            live = {r["parent_id"] for r in self._starts.values()}
+            self._parents = {k: v for k, v in self._parents.items() if k in live}
+
     def _commit(self, child: Child, program: Program | None, outcome: str) -> None:
-        """Record one finished iteration (called in iteration order)."""
+        """Record one finished iteration (called in iteration order): the program (or the
+        rejection) and the run's advance land in ONE transaction."""
         parent_id = child.parent.id if child.parent else None
+        iteration = child.iteration
+        drop = [f"{PENDING_PREFIX}{iteration}", f"{START_PREFIX}{iteration}", f"{TUNE_PREFIX}{iteration}", STATE_PENDING]
+        self._tuned.pop(iteration, None)
         self.proposer.observe(child, program)
         if program is None:
             self.stats.rejected_replies += 1
@@ -462,18 +671,18 @@ class EvolutionController:
             reason = child.error or "no child produced"
             if parent_id:
                 self._previous_errors[parent_id] = reason
+            self._no_improve += 1
             self.db.record_rejection(
-                iteration=child.iteration,
+                iteration=iteration,
                 parent_id=parent_id,
                 reason=reason,
                 reply_excerpt=str(child.mutation.get("reply", ""))[:2000],
+                states=self._state_values({STATE_NEXT_ITERATION: iteration + 1}),
+                drop_states=drop,
             )
-            self._no_improve += 1
-            self.reporter.update(iteration=child.iteration, program=None, best=self.db.best(), stats=self.stats)
+            self.reporter.update(iteration=iteration, program=None, best=self.db.best(), stats=self.stats)
             return
         best_before = self.db.best()
-        if outcome != "stored":
-            self.db.add(program)
         self._funnel.observe(program)  # cache hits carry no stage records
         if outcome in ("evaluated", "cache_hit"):
             self._cache["lookups"] += 1
@@ -498,30 +707,11 @@ class EvolutionController:
             self._no_improve = 0
         else:
             self._no_improve += 1
-        self.reporter.update(iteration=child.iteration, program=program, best=self.db.best(), stats=self.stats)
+        self.db.add(program, states=self._state_values({STATE_NEXT_ITERATION: iteration + 1}), drop_states=drop)
+        self.reporter.update(iteration=iteration, program=program, best=self.db.best(), stats=self.stats)
 
-    async def _run_batch(self, first: int, size: int) -> None:
-        pending: dict[str, Any] = dict(self.db.get_state(STATE_PENDING, {}) or {})
-        iterations = list(range(first, first + size))
-        self._rank_limits = self._funnel.limits()  # the whole batch is judged by the windows as of now
-
-        async def one(it: int) -> tuple[Child, Program | None, str]:
-            return await self._finish_child(await self._produce(it), pending)
-
-        tasks = [asyncio.ensure_future(one(it)) for it in iterations]
-        try:
-            results = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for child, program, outcome in results:  # commit strictly in iteration order
-            self._commit(child, program, outcome)
-        self._save_state({STATE_NEXT_ITERATION: first + size, STATE_PENDING: {}})
-
-    def _save_state(self, extra: dict[str, Any] | None = None) -> None:
-        """Persist the run's counters and the proposer's learned state in one transaction
-        (with ``extra``: the batch's advance), so a crash never leaves them out of step."""
+    def _state_values(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The run's counters and the proposer's learned state, as state-table values."""
         values: dict[str, Any] = {
             STATE_PREVIOUS_ERRORS: self._previous_errors,
             STATE_NO_IMPROVE: self._no_improve,
@@ -535,10 +725,40 @@ class EvolutionController:
         snapshot = self.proposer.ledger_snapshot()
         if snapshot is not None:
             values[STATE_LEDGER] = snapshot
-        self.db.set_states(values)
+        return values
 
-    def batch_size(self) -> int:
-        return max(self.spec.search.parallel_evaluations, self.proposer.concurrency())
+    def _save_state(self, extra: dict[str, Any] | None = None) -> None:
+        """Persist the run's counters and the proposer's learned state in one transaction."""
+        self.db.set_states(self._state_values(extra))
+
+    def window(self) -> int:
+        """Iterations in flight at once (see :class:`~agentopt.evolve.pipeline.WindowPipeline`)."""
+        return self._window
+
+    def _resumed_work(self, first: int) -> list[Awaitable[IterationResult]]:
+        """Iterations started before an interruption, in order from ``first``: rebuilt from
+        their start records, so they send the same requests (answered by the LLM cache) and
+        find their finished evaluations in the pending area."""
+        work: list[Awaitable[IterationResult]] = []
+        iteration = first
+        while iteration in self._starts and iteration <= self.total_iterations:
+            work.append(self._run_iteration(self._starts[iteration]))
+            iteration += 1
+        return work
+
+    async def _run_pipeline(self) -> None:
+        """Resume the iterations started before an interruption, then keep the window full
+        until a budget, a health check or the requested iterations stop it."""
+        next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 1))
+        self._starts = {
+            int(key[len(START_PREFIX) :]): value
+            for key, value in self.db.states_with_prefix(START_PREFIX).items()
+            if int(key[len(START_PREFIX) :]) >= next_it
+        }
+        pipeline: WindowPipeline[IterationResult] = WindowPipeline(
+            window=self._window, start=self._start, commit=self._commit_iteration
+        )
+        await pipeline.run(next_it, self._resumed_work(next_it))
 
     async def run(self) -> RunSummary:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -556,17 +776,10 @@ class EvolutionController:
         interrupted = False
         try:
             await self._ensure_initial()
-            while self._abort is None:
-                next_it = int(self.db.get_state(STATE_NEXT_ITERATION, 1))
-                reason = self._budget_stop(next_it)
-                if reason:
-                    self._stop_reason = reason
-                    break
-                size = min(self.batch_size(), self.total_iterations - next_it + 1)
-                migrated = self.db.maybe_migrate(next_it)
-                if migrated:
-                    log.info("migrated %d programs between islands at iteration %d", migrated, next_it)
-                await self._run_batch(next_it, size)
+            if self._abort is None:  # the initial program said the setup is broken: stop here
+                await self._run_pipeline()
+            if self._stop_reason is None:
+                self._stop_reason = f"reached {self.total_iterations} iterations"
         except (asyncio.CancelledError, KeyboardInterrupt):
             interrupted = True
             self._stop_reason = "interrupted (resume with `agentopt resume`)"

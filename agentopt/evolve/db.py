@@ -24,6 +24,7 @@ reproduces the in-memory state exactly (see ``selection`` for the determinism ru
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -35,7 +36,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -390,8 +391,13 @@ class ProgramDB:
 
     # ------------------------------------------------------------------ writing
     @_locked
-    def add(self, program: Program) -> None:
-        """Store ``program`` durably, then index it. A known id is ignored (idempotent resume)."""
+    def add(
+        self, program: Program, *, states: dict[str, Any] | None = None, drop_states: Sequence[str] = ()
+    ) -> None:
+        """Store ``program`` durably, then index it. A known id is ignored (idempotent resume).
+
+        ``states`` / ``drop_states`` are written / deleted in the same transaction (the pipelined
+        controller commits an iteration's program and its run-state advance together)."""
         if not 0 <= program.island < len(self._pop.islands):
             raise ValueError(
                 f"program {program.id}: island {program.island} outside 0..{len(self._pop.islands) - 1}"
@@ -423,9 +429,11 @@ class ProgramDB:
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:  # id already stored: a resumed run re-adding it
-                conn.execute("ROLLBACK")
+                self._write_states(states, drop_states)
+                conn.execute("COMMIT")
                 return
             seq = int(cur.lastrowid or 0)
+            self._write_states(states, drop_states)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -507,14 +515,48 @@ class ProgramDB:
     def llm_calls(self) -> list[dict[str, Any]]:
         return [json.loads(row[0]) for row in self._conn.execute("SELECT data FROM llm_calls ORDER BY seq")]
 
+    @_locked
     def record_rejection(
-        self, *, iteration: int, parent_id: str | None, reason: str, reply_excerpt: str
+        self,
+        *,
+        iteration: int,
+        parent_id: str | None,
+        reason: str,
+        reply_excerpt: str,
+        states: dict[str, Any] | None = None,
+        drop_states: Sequence[str] = (),
     ) -> None:
-        """Append an LLM reply that produced no child (bad diff, too long, near duplicate)."""
-        self._write(
-            "INSERT INTO rejections(iteration, parent_id, reason, reply_excerpt) VALUES (?, ?, ?, ?)",
-            (iteration, parent_id, reason, reply_excerpt[:4000]),
-        )
+        """Append an LLM reply that produced no child (bad diff, too long, near duplicate);
+        ``states`` / ``drop_states`` land in the same transaction (see :meth:`add`)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO rejections(iteration, parent_id, reason, reply_excerpt) VALUES (?, ?, ?, ?)",
+                (iteration, parent_id, reason, reply_excerpt[:4000]),
+            )
+            self._write_states(states, drop_states)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (caller holds the lock)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _write_states(self, states: dict[str, Any] | None, drop: Sequence[str]) -> None:
+        """Inside an open transaction: upsert ``states``, delete ``drop``."""
+        if states:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+                [(key, json.dumps(value)) for key, value in states.items()],
+            )
+        if drop:
+            self._conn.executemany("DELETE FROM state WHERE key = ?", [(key,) for key in drop])
 
     @_locked
     def rejections(self) -> list[dict[str, Any]]:
@@ -528,27 +570,25 @@ class ProgramDB:
         self._write("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     @_locked
-    def set_states(self, values: dict[str, Any]) -> None:
-        """Store several JSON values in ONE transaction: the controller's end-of-batch
-        bookkeeping (next iteration, counters, bandit statistics) lands together or not at
-        all, so a crash can never leave a half-advanced run (and it is one commit, not ten)."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                "INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
-                [(key, json.dumps(value)) for key, value in values.items()],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    def set_states(self, values: dict[str, Any], *, drop: Sequence[str] = ()) -> None:
+        """Store several JSON values (and delete the keys in ``drop``) in ONE transaction: the
+        controller's bookkeeping (next iteration, counters, bandit statistics) lands together or
+        not at all, so a crash can never leave a half-advanced run (and it is one commit, not ten)."""
+        with self._transaction():
+            self._write_states(values, drop)
 
     @_locked
     def get_state(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
+
+    @_locked
+    def states_with_prefix(self, prefix: str) -> dict[str, Any]:
+        """Every state value whose key starts with ``prefix`` (the controller's per-iteration records)."""
+        rows = self._conn.execute(
+            "SELECT key, value FROM state WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {key: json.loads(value) for key, value in rows}
 
     @_locked
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
@@ -640,11 +680,22 @@ class ProgramDB:
 
     @_locked
     def find_by_hash(
-        self, *, code_hash: str | None = None, norm_hash: str | None = None, func_hash: str | None = None
+        self,
+        *,
+        code_hash: str | None = None,
+        norm_hash: str | None = None,
+        func_hash: str | None = None,
+        max_iteration: int | None = None,
     ) -> Program | None:
         """Earliest stored program with this exact, normalized and/or functional hash (all given
-        hashes must match). Each is an indexed column, so a lookup costs O(log n)."""
-        clauses, params = [], []
+        hashes must match), of an iteration <= ``max_iteration`` when given (so a pipelined
+        lookup sees a fixed snapshot, not whatever was committed by then). Each hash is an
+        indexed column, so a lookup costs O(log n)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if max_iteration is not None:
+            clauses.append("p.iteration <= ?")
+            params.append(max_iteration)
         if func_hash:
             clauses.append("p.func_hash = ?")
             params.append(func_hash)
@@ -654,7 +705,7 @@ class ProgramDB:
         if norm_hash:
             clauses.append("p.norm_hash = ?")
             params.append(norm_hash)
-        if not clauses:
+        if not (code_hash or norm_hash or func_hash):
             raise ValueError("find_by_hash needs code_hash, norm_hash or func_hash")
         sql = _SELECT_PROGRAM + " WHERE " + " AND ".join(clauses) + " ORDER BY p.seq LIMIT 1"
         row = self._conn.execute(sql, params).fetchone()
@@ -703,16 +754,27 @@ class ProgramDB:
         return self._get_seq(parent_seq), [self._get_seq(seq) for seq in inspiration_seqs]
 
     @_locked
-    def is_near_duplicate(self, code: str, *, island: int, threshold: float = 0.02) -> bool:
-        """True when ``code`` is within ``threshold`` distance of a recent or top ok program on
-        ``island``. Bounded candidate set (recent + best), so the cost is O(1) in store size.
-        Failed programs are not candidates: a one-token repair of a failure is progress."""
+    def near_duplicate_candidates(self, island: int) -> list[int]:
+        """The programs (by seq) :meth:`is_near_duplicate` compares against on ``island`` now:
+        recent + best ok members. Bounded, so the cost is O(1) in store size. Failed programs
+        are not candidates: a one-token repair of a failure is progress."""
         home = self._pop.islands[island]
         records = self._pop.records
         candidates: list[int] = []
         for seq in [*reversed(home.recent), *home.top(NEAR_DUPLICATE_TOP)]:
             if seq not in candidates and records[seq].key is not None:
                 candidates.append(seq)
+        return candidates
+
+    @_locked
+    def is_near_duplicate(
+        self, code: str, *, island: int, threshold: float = 0.02, candidates: Sequence[int] | None = None
+    ) -> bool:
+        """True when ``code`` is within ``threshold`` distance of a recent or top ok program on
+        ``island`` (or of ``candidates``, a list taken earlier by :meth:`near_duplicate_candidates`,
+        so a pipelined check compares against the store as it was when the iteration started)."""
+        if candidates is None:
+            candidates = self.near_duplicate_candidates(island)
         if self._distance is None:
             self._distance = code_distance
         return any(self._distance(code, self._code(seq)) <= threshold for seq in candidates)

@@ -49,13 +49,13 @@ class Proposer(Protocol):
         """One line for progress and the summary's ``mutator`` field, e.g. ``symbolic``."""
 
     def concurrency(self) -> int:
-        """How many proposals may be in flight at once (a batch is at least this large)."""
+        """How many proposals may be in flight at once (the default window adds it to parallel_evaluations)."""
 
     def budget_error(self) -> str | None:
         """Why the next proposal would exceed the LLM budget, or None."""
 
     def ledger_snapshot(self) -> dict[str, Any] | None:
-        """The spend so far, stored with each batch (None: nothing to store)."""
+        """The spend so far, stored with each commit (None: nothing to store)."""
 
     def restore_ledger(self, snapshot: dict[str, Any]) -> None:
         """Continue counting from a stored :meth:`ledger_snapshot` (resume)."""
@@ -67,10 +67,27 @@ class Proposer(Protocol):
         """Learn from an evaluated child; called in iteration order, so resumed runs learn alike."""
 
     def state_items(self) -> dict[str, Any]:
-        """Learned state to store atomically with the batch's advance."""
+        """Learned state to store atomically with each commit (the run's advance)."""
 
     def meta_prompt_stats(self) -> list[dict[str, Any]]:
         """The system-prompt archive, best first (empty unless meta prompts are on)."""
+
+    def plan(
+        self,
+        *,
+        iteration: int,
+        parent: Program,
+        inspirations: list[Program],
+        rng: random.Random,
+        previous_error: str | None,
+    ) -> dict[str, Any]:
+        """Synchronously, when the iteration starts: every choice that reads learned state or the
+        store (model, prompt variant, the request itself), as JSON. The pipelined controller
+        persists it, so a resumed run sends exactly the requests the interrupted one would have."""
+
+    async def execute(self, plan: dict[str, Any], *, iteration: int, parent: Program) -> Child:
+        """The slow part of a :meth:`plan` (LLM calls, applying the reply); reads no learned state,
+        so iterations can overlap without changing what each one decides."""
 
     async def propose(
         self,
@@ -81,7 +98,7 @@ class Proposer(Protocol):
         rng: random.Random,
         previous_error: str | None,
     ) -> Child:
-        """A child of ``parent`` (with ``error`` set when none could be produced)."""
+        """A child of ``parent`` (with ``error`` set when none could be produced): plan, then execute."""
 
     async def aclose(self) -> None:
         """Release what the proposer holds (its LLM client's connections)."""

@@ -28,7 +28,7 @@ from agentopt.evolve.symbolic import (
 )
 from agentopt.llm.cache import ReplayMiss
 from agentopt.llm.local_server import wants_compact_prompt
-from agentopt.task import TaskSpec
+from agentopt.task import ModelSpec, TaskSpec
 
 
 def _prompt_program(program: Program, label: str = "") -> PromptProgram:
@@ -79,7 +79,35 @@ def _improved(spec: TaskSpec, child: Child, program: Program | None) -> bool:
     )
 
 
-class SymbolicProposer:
+class _PlanExecute:
+    """``propose`` for callers outside the pipelined controller: :meth:`plan` then :meth:`execute`.
+
+    The split exists for the controller: ``plan`` runs synchronously when an iteration starts
+    (everything that reads the store or learned state), ``execute`` does the slow part and reads
+    no learned state, so iterations overlap without changing what each one decides."""
+
+    def plan(self, **kwargs: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def execute(self, plan: dict[str, Any], *, iteration: int, parent: Program) -> Child:
+        raise NotImplementedError
+
+    async def propose(
+        self,
+        *,
+        iteration: int,
+        parent: Program,
+        inspirations: list[Program],
+        rng: random.Random,
+        previous_error: str | None,
+    ) -> Child:
+        plan = self.plan(
+            iteration=iteration, parent=parent, inspirations=inspirations, rng=rng, previous_error=previous_error
+        )
+        return await self.execute(plan, iteration=iteration, parent=parent)
+
+
+class SymbolicProposer(_PlanExecute):
     """Offline mutator: numeric literal perturbation and small AST edits inside EVOLVE-BLOCKs."""
 
     # Children are constants-tuned before they are judged unless search.tune.enabled is false.
@@ -160,7 +188,7 @@ class SymbolicProposer:
     async def aclose(self) -> None:
         pass
 
-    async def propose(
+    def plan(
         self,
         *,
         iteration: int,
@@ -168,7 +196,8 @@ class SymbolicProposer:
         inspirations: list[Program],
         rng: random.Random,
         previous_error: str | None,
-    ) -> Child:
+    ) -> dict[str, Any]:
+        """The whole mutation happens here (it is cheap and synchronous); see :meth:`LLMProposer.plan`."""
         try:
             if is_bundle(parent.code):
                 code, description = self._mutate_bundle(parent.code, rng)
@@ -176,9 +205,13 @@ class SymbolicProposer:
             else:
                 code, description, operator, extra = self._operate(parent, inspirations, rng)
         except (SymbolicMutationError, BundleError) as err:
-            return Child(iteration, parent, None, {"kind": "symbolic"}, error=f"symbolic mutation failed: {err}")
-        mutation = {"kind": "symbolic", "operator": operator, "description": description, **extra}
-        return Child(iteration, parent, code, mutation)
+            return {"error": f"symbolic mutation failed: {err}"}
+        return {"code": code, "mutation": {"kind": "symbolic", "operator": operator, "description": description, **extra}}
+
+    async def execute(self, plan: dict[str, Any], *, iteration: int, parent: Program) -> Child:
+        if "error" in plan:
+            return Child(iteration, parent, None, {"kind": "symbolic"}, error=plan["error"])
+        return Child(iteration, parent, plan["code"], dict(plan["mutation"]))
 
     def _operate(
         self, parent: Program, inspirations: list[Program], rng: random.Random
@@ -230,7 +263,7 @@ class SymbolicProposer:
         raise last or SymbolicMutationError("no Python file to mutate in the multi-file program")
 
 
-class LLMProposer:
+class LLMProposer(_PlanExecute):
     """Asks an LLM (weighted ensemble) for SEARCH/REPLACE diffs or a rewrite of the parent."""
 
     tune_by_default = False  # search.tune: true tunes LLM children too
@@ -281,8 +314,8 @@ class LLMProposer:
                 self.meta.add(proposal, parents=list(child.mutation.get("meta_parents", [])), iteration=child.iteration)
 
     def state_items(self) -> dict[str, Any]:
-        """Learned state the controller stores atomically with the batch's advance (never
-        mid-batch: a crash there replays the batch, which must not count rewards twice)."""
+        """Learned state the controller stores atomically with each commit (never between
+        commits: a crash there reruns the iteration, which must not count rewards twice)."""
         items: dict[str, Any] = {}
         if self.bandit is not None:
             items[BANDIT_STATE] = self.bandit.to_state()
@@ -294,15 +327,13 @@ class LLMProposer:
         """The prompt archive, best first (empty without ``llm.meta_prompts``)."""
         return self.meta.ranking() if self.meta is not None else []
 
-    async def _propose_variant(self, iteration: int, model: Any, mutation: dict[str, Any]) -> None:
+    async def _propose_variant(
+        self, iteration: int, model: Any, mutation: dict[str, Any], request: dict[str, Any]
+    ) -> None:
         """Ask for a new system-prompt variant; the archive takes it in ``observe`` (in order)."""
         assert self.meta is not None
-        goal = goal_text(self.spec.objective.metric, self.spec.objective.direction)
-        messages, parents = self.meta.proposal_messages(
-            language=self.language, goal=goal, task_description=self.spec.description
-        )
         try:
-            completion = await self.client.complete(messages, model=model, seed=iteration)
+            completion = await self.client.complete(request["messages"], model=model, seed=iteration)
         except ReplayMiss:
             raise
         except (LLMError, BudgetExceeded) as err:
@@ -312,7 +343,7 @@ class LLMProposer:
         if text is None:
             mutation["meta_error"] = problem
             return
-        mutation.update(meta_proposal=text, meta_parents=parents)
+        mutation.update(meta_proposal=text, meta_parents=request["parents"])
 
     def describe(self) -> str:
         return "llm: " + ", ".join(m.name for m in self.spec.llm.models)
@@ -339,7 +370,7 @@ class LLMProposer:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def propose(
+    def plan(
         self,
         *,
         iteration: int,
@@ -347,7 +378,10 @@ class LLMProposer:
         inspirations: list[Program],
         rng: random.Random,
         previous_error: str | None,
-    ) -> Child:
+    ) -> dict[str, Any]:
+        """Every choice that reads learned state (model bandit, prompt archive) or the store,
+        made synchronously when the iteration starts, as JSON: the pipelined controller persists
+        it, so a resumed run sends exactly the requests the interrupted one would have sent."""
         spec = self.spec
         model = self._choose(rng)
         mutation: dict[str, Any] = {"kind": spec.search.mode, "model": model.name}
@@ -370,10 +404,27 @@ class LLMProposer:
             max_code_length=spec.search.max_code_length,
             language=self.language,
         )
+        # "request": extra keyword arguments for the client (e.g. a grammar), JSON like the rest.
+        plan: dict[str, Any] = {"model": model.name, "messages": messages, "mutation": mutation}
         if self.meta is not None and iteration % spec.llm.meta_prompt_interval == 0:
-            await self._propose_variant(iteration, model, mutation)
+            goal = goal_text(spec.objective.metric, spec.objective.direction)
+            meta_messages, parents = self.meta.proposal_messages(
+                language=self.language, goal=goal, task_description=spec.description
+            )
+            plan["meta"] = {"messages": meta_messages, "parents": parents}
+        return plan
+
+    async def execute(self, plan: dict[str, Any], *, iteration: int, parent: Program) -> Child:
+        """The LLM calls of a :meth:`plan` and the child they yield (reads no learned state)."""
+        spec = self.spec
+        model = self._models.get(plan["model"]) or ModelSpec(name=plan["model"])
+        mutation = dict(plan["mutation"])
+        if "meta" in plan:
+            await self._propose_variant(iteration, model, mutation, plan["meta"])
         try:
-            completion = await self.client.complete(messages, model=model, seed=iteration)
+            completion = await self.client.complete(
+                plan["messages"], model=model, seed=iteration, **plan.get("request", {})
+            )
         except ReplayMiss:
             raise  # a diverged replay stops the run (exit non-zero), never a rejected reply
         except LLMError as err:
