@@ -52,7 +52,7 @@ def is_priced(model_name: str) -> bool:
 
 
 def _cost_sync(model_name: str, usage: Usage) -> float:
-    from agentopt.llm.client import _import_litellm
+    from agentopt.llm.client import _import_litellm  # deferred: client imports this module (cycle)
 
     litellm = _import_litellm()
     try:
