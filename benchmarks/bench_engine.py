@@ -4,14 +4,14 @@ Run: ``python benchmarks/bench_engine.py`` (about 2-3 minutes; ``--sizes 1000`` 
 look; ``--openevolve /tmp/oe-venv/bin/python`` adds OpenEvolve 0.4.0 on the same setup).
 
 Setup: a real local OpenAI-compatible server (tests/llm_server.py, ~1 ms reply delay) answering
-every prompt with a SEARCH/REPLACE diff, the real LLM client (litellm), the real controller,
+every prompt with a SEARCH/REPLACE diff, the real LLM client (its fast OpenAI-compatible path), the real controller,
 store and prompt builder. To isolate the framework, evaluation runs in an in-process *null
 sandbox* (a Sandbox subclass defined here only) that scores the candidate text at once. The
 store is pre-populated to 1k / 10k / 100k programs with direct ``db.add`` calls (realistic
 ~1 KB programs), then ``--iterations`` LLM iterations run with one call in flight.
 
 Per iteration: wall time (between consecutive progress updates), the LLM call latency the
-client measured (HTTP + litellm + the server's delay), and the evaluation time (sandbox
+client measured (HTTP + client + the server's delay), and the evaluation time (sandbox
 ``run``). **Framework overhead = wall - LLM latency - evaluation time**: sampling, prompt
 building, diff application, hashing, store writes, bookkeeping. A second row per size uses
 the real local sandbox (process + namespaces), whose evaluation time is reported alongside.
