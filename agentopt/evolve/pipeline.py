@@ -93,7 +93,13 @@ class WindowPipeline(Generic[T]):
                 if not self._stopped:
                     next_start += 1
             while next_commit in self._tasks:
-                result = await self._tasks[next_commit]
+                task = self._tasks[next_commit]
+                if not task.done():
+                    # asyncio.wait, not `await task`: awaiting a task forwards our cancellation
+                    # into it, and an iteration that swallows it (Python 3.11's wait_for race)
+                    # would then return normally and the run would never stop on Ctrl-C.
+                    await asyncio.wait({task})
+                result = task.result()
                 del self._tasks[next_commit]
                 self._commit(next_commit, result)
                 next_commit += 1
