@@ -488,6 +488,24 @@ def _print_summary(summary: Any) -> None:
     from agentopt.evolve.summary import summary_rows
 
     _print_rows(f"agentopt — {summary.task}", summary_rows(summary))
+    if summary.operators:
+        from rich import box
+        from rich.table import Table
+
+        from agentopt.evolve.operator_stats import operator_table
+
+        header, rows = operator_table(summary.operators)
+        ops = Table(
+            title="children per operator", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+            collapse_padding=True, show_edge=False,
+        )  # fmt: skip
+        widest = max(len(row[0]) for row in rows)
+        ops.add_column(header[0], min_width=min(widest, 16), overflow="fold")  # names fold, never cut
+        for name in header[1:]:
+            ops.add_column(name.replace(" ", "\n"), justify="right", no_wrap=True)
+        for row in rows:
+            ops.add_row(*(_inert(cell) for cell in row))
+        console.print(ops)
     console.print(f"results: {summary.run_dir}  (best program: {summary.best_program_path})", highlight=False)
 
 
