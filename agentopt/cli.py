@@ -269,11 +269,14 @@ def report(
 ) -> None:
     """Summarize a run in the terminal and write a self-contained HTML report (a snapshot while it runs)."""
     from agentopt.evolve.report import report_rows, write_html_report
+    from agentopt.evolve.summary import read_summary
 
     rows, info = report_rows(run_dir)
     _print_rows(f"agentopt — {info.name}", rows)
     if info.state != "finished":
         console.print(f"[yellow]{info.state}[/]: this is a snapshot ({_inert(info.state_detail)})", highlight=False)
+    finished = read_summary(run_dir)
+    _print_operators(finished.operators if finished is not None else [])
     _print_failures(run_dir)
     path = write_html_report(run_dir, html or run_dir / "report.html")
     console.print(f"HTML report: {path}", highlight=False)
@@ -484,10 +487,34 @@ def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     console.print(table)
 
 
+def _print_operators(operators: list[Any]) -> None:
+    """The per-operator table (summary.json's ``operators``), when there is one."""
+    if not operators:
+        return
+    from rich import box
+    from rich.table import Table
+
+    from agentopt.evolve.operator_stats import operator_table
+
+    header, rows = operator_table(operators)
+    ops = Table(
+        title="children per operator", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        collapse_padding=True, show_edge=False,
+    )  # fmt: skip
+    widest = max(len(row[0]) for row in rows)
+    ops.add_column(header[0], min_width=min(widest, 16), overflow="fold")  # names fold, never cut
+    for name in header[1:]:
+        ops.add_column(name.replace(" ", "\n"), justify="right", no_wrap=True)
+    for row in rows:
+        ops.add_row(*(_inert(cell) for cell in row))
+    console.print(ops)
+
+
 def _print_summary(summary: Any) -> None:
     from agentopt.evolve.summary import summary_rows
 
     _print_rows(f"agentopt — {summary.task}", summary_rows(summary))
+    _print_operators(summary.operators)
     console.print(f"results: {summary.run_dir}  (best program: {summary.best_program_path})", highlight=False)
 
 

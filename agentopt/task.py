@@ -303,6 +303,11 @@ class SearchSpec(StrictModel):
     novelty_threshold: float = Field(
         0.0, ge=0, le=1, description="Reject children whose code distance to an island program is below this (0: off)."
     )
+    simplify: bool = Field(
+        True,
+        description="Ignore dead code when matching children against evaluated programs (equivalence cache); "
+        "turn off when the evaluator judges the source itself (counts operations, rejects constructs).",
+    )
 
 
 class CascadeSpec(StrictModel):

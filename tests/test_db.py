@@ -374,8 +374,8 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         db.add(make(0, 1.0, code_hash="c0", norm_hash="n0"))
     con = sqlite3.connect(path)  # turn it back into a schema-1 file
     con.execute("DROP INDEX programs_func_hash")
-    con.execute("ALTER TABLE programs DROP COLUMN func_hash")
-    con.execute("ALTER TABLE programs DROP COLUMN output_tail")
+    for column in ("func_hash", "output_tail", "operator", "reused", "tune_evals", "tune_gain"):
+        con.execute(f"ALTER TABLE programs DROP COLUMN {column}")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -385,7 +385,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         assert db.find_by_hash(func_hash="f1").iteration == 1  # type: ignore[union-attr]
         assert db.best().iteration == 1  # type: ignore[union-attr]
     con = sqlite3.connect(path)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "4"
     con.close()
 
 
@@ -393,8 +393,9 @@ def test_version_2_file_gains_output_tail_in_place(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
     with open_db(path) as db:
         db.add(make(0, 1.0, code_hash="c0", norm_hash="n0"))
-    con = sqlite3.connect(path)  # a schema-2 file: no output_tail column
-    con.execute("ALTER TABLE programs DROP COLUMN output_tail")
+    con = sqlite3.connect(path)  # a schema-2 file: no output_tail column, no operator columns
+    for column in ("output_tail", "operator", "reused", "tune_evals", "tune_gain"):
+        con.execute(f"ALTER TABLE programs DROP COLUMN {column}")
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     con.commit()
     con.close()

@@ -116,12 +116,13 @@ def write_bundle(code: str, dest: Path) -> Path:
     return dest
 
 
-def bundle_norm_hash(code: str) -> str:
-    """Normalized hash of a bundle: the per-file normalized hashes (comments and formatting
-    ignored in each file, see :func:`normalized_code_hash`) together with the file names."""
+def bundle_norm_hash(code: str, simplify: bool = True) -> str:
+    """Normalized hash of a bundle: the per-file normalized hashes (comments, formatting and,
+    with ``simplify``, dead code ignored in each file, see :func:`normalized_code_hash`)
+    together with the file names."""
     digest = hashlib.sha256(b"bundle:")
     for rel, content in unpack(code).items():
-        digest.update(f"{rel}\0{normalized_code_hash(content)}\n".encode())
+        digest.update(f"{rel}\0{normalized_code_hash(content, simplify)}\n".encode())
     return digest.hexdigest()
 
 

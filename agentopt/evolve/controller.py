@@ -270,12 +270,13 @@ class EvolutionController:
 
     def _hashes(self, code: str) -> tuple[str, float]:
         """Normalized hash and complexity; per file for a multi-file candidate."""
+        simplify = self.spec.search.simplify
         if is_bundle(code):
             try:
-                return bundle_norm_hash(code), bundle_complexity(code)
+                return bundle_norm_hash(code, simplify), bundle_complexity(code)
             except BundleError:
                 pass  # not a well-formed bundle after all: hash it as plain text
-        return normalized_code_hash(code), code_complexity(code)
+        return normalized_code_hash(code, simplify), code_complexity(code)
 
     def _program_from(
         self,
@@ -828,6 +829,7 @@ class EvolutionController:
             cache_hits_by_kind={k: self._cache.get(k, 0) for k in CACHE_KINDS},
             fingerprints=self._cache["fingerprints"],
             meta_prompts=self.proposer.meta_prompt_stats(),
+            operators=self.db.operator_counts(),
             rejected_replies=self._totals["rejected_replies"],
             llm_calls=totals.get("calls", 0),
             tokens=totals.get("tokens", 0),

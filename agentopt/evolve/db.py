@@ -52,12 +52,14 @@ from agentopt.evolve.features import (
     raw_features,
 )
 from agentopt.evolve.hashing import code_distance
+from agentopt.evolve.operator_stats import OperatorStats, operator_name, tuning_columns
 from agentopt.evolve.selection import Direction, Population, Record, SelectionParams, rank_key
 from agentopt.task import Objective, SearchSpec
 
 # 2: programs.func_hash (functional-equivalence cache); 3: programs.output_tail (why a candidate
-# failed: the guest's last output). Older files are upgraded in place on open.
-SCHEMA_VERSION = 3
+# failed: the guest's last output); 4: per-operator columns (operator, reused, tune_evals,
+# tune_gain). Older files are upgraded in place on open.
+SCHEMA_VERSION = 4
 FORMAT_NAME = "agentopt-programdb"
 APPLICATION_ID = 0x41474F50  # "AGOP" in the SQLite header, so `file`-style tools can tell
 CODE_CACHE_SIZE = 512
@@ -84,7 +86,11 @@ CREATE TABLE programs(
     features TEXT,
     data BLOB NOT NULL,
     func_hash TEXT,
-    output_tail TEXT
+    output_tail TEXT,
+    operator TEXT,
+    reused INTEGER,
+    tune_evals INTEGER,
+    tune_gain REAL
 );
 CREATE INDEX programs_code_hash ON programs(code_hash);
 CREATE INDEX programs_norm_hash ON programs(norm_hash);
@@ -118,6 +124,12 @@ _UPGRADES = {
         "CREATE INDEX programs_func_hash ON programs(func_hash) WHERE func_hash IS NOT NULL",
     ),
     3: ("ALTER TABLE programs ADD COLUMN output_tail TEXT",),
+    # Per-operator accounting (agentopt.evolve.operator_stats). Rows stored before have NULLs there;
+    # operator_counts derives their operator from the mutation blob instead.
+    4: tuple(
+        f"ALTER TABLE programs ADD COLUMN {column}"
+        for column in ("operator TEXT", "reused INTEGER", "tune_evals INTEGER", "tune_gain REAL")
+    ),
 }
 
 
@@ -409,6 +421,8 @@ class ProgramDB:
         code_bytes = program.code.encode("utf-8")
         digest = hashlib.sha256(code_bytes).digest()[:16]
         data = _pack({f: getattr(program, f) for f in _DATA_FIELDS})
+        operator = operator_name(program.mutation, has_parent=program.parent_id is not None)
+        tune_evals, tune_gain = tuning_columns(program.mutation, self.objective.direction == "maximize")
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Upsert returning the id: one statement whether or not the text is already stored.
@@ -419,13 +433,14 @@ class ProgramDB:
             ).fetchone()
             cur = conn.execute(
                 "INSERT OR IGNORE INTO programs(id, parent_id, iteration, generation, island, score, rankable,"
-                " code_hash, norm_hash, blob, features, data, func_hash, output_tail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " code_hash, norm_hash, blob, features, data, func_hash, output_tail, operator, reused, tune_evals,"
+                " tune_gain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     program.id, program.parent_id, program.iteration, program.generation, program.island,
                     program.score if rankable else None, int(rankable), program.code_hash, program.norm_hash,
                     blob_id, json.dumps(features) if features is not None else None, data,
-                    program.func_hash or None, program.output_tail or None,
+                    program.func_hash or None, program.output_tail or None, operator,
+                    int("cache_hit" in program.mutation), tune_evals, tune_gain,
                 ),
             )  # fmt: skip
             if cur.rowcount == 0:  # id already stored: a resumed run re-adding it
@@ -656,6 +671,51 @@ class ProgramDB:
 
     def count(self, *, ok_only: bool = False) -> int:
         return self._pop.ok_count if ok_only else self._count
+
+    @_locked
+    def operator_counts(self) -> list[OperatorStats]:
+        """Outcomes per operator over every stored child (see ``agentopt.evolve.operator_stats``),
+        most children first. One aggregate query over plain columns: a window gives each
+        program the best score stored before it, a self-join on the unique id its parent's."""
+        better, best = (">", "MAX") if self.objective.direction == "maximize" else ("<", "MIN")
+        flags = (
+            "WITH ranked AS (SELECT seq, parent_id, operator, reused, rankable, score, tune_evals, tune_gain,"
+            f" {best}(score) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prior_best"
+            " FROM programs),"
+            " flags AS (SELECT c.seq, c.operator, c.rankable AS valid,"
+            f" CASE WHEN c.rankable = 1 AND (p.rankable = 0 OR c.score {better} p.score) THEN 1 ELSE 0 END"
+            " AS improved,"
+            f" CASE WHEN c.rankable = 1 AND (c.prior_best IS NULL OR c.score {better} c.prior_best) THEN 1 ELSE 0 END"
+            " AS new_best, COALESCE(c.reused, 0) AS reused, c.tune_evals, c.tune_gain"
+            " FROM ranked c LEFT JOIN programs p ON p.id = c.parent_id WHERE c.parent_id IS NOT NULL)"
+        )
+        totals: dict[str, list[int]] = {}
+        for name, *counts in self._conn.execute(
+            f"{flags} SELECT operator, COUNT(*), SUM(valid), SUM(improved), SUM(new_best), SUM(reused),"
+            " COUNT(tune_evals), TOTAL(tune_evals), SUM(CASE WHEN tune_gain > 0 THEN 1 ELSE 0 END)"
+            " FROM flags WHERE operator IS NOT NULL GROUP BY operator"
+        ):
+            totals[name] = [int(v or 0) for v in counts]
+        # Programs stored before schema 3 have NULL operator columns: read their mutation.
+        maximize = self.objective.direction == "maximize"
+        for data, valid, improved, new_best in self._conn.execute(
+            f"{flags} SELECT (SELECT data FROM programs WHERE seq = flags.seq), valid, improved, new_best"
+            " FROM flags WHERE operator IS NULL"
+        ):
+            try:
+                mutation = _unpack(data).get("mutation") or {}
+            except (ValueError, zlib.error):  # an unreadable record still counts, as "unknown"
+                mutation = {}
+            evaluations, gain = tuning_columns(mutation, maximize)
+            row = totals.setdefault(operator_name(mutation), [0] * 8)
+            counts = (
+                1, valid, improved, new_best, int("cache_hit" in mutation), int(evaluations is not None),
+                evaluations or 0, int(gain is not None and gain > 0),
+            )  # fmt: skip
+            for i, v in enumerate(counts):
+                row[i] += int(v or 0)
+        stats = [OperatorStats.from_counts(name, counts) for name, counts in totals.items()]
+        return sorted(stats, key=lambda s: (-s.children, s.operator))
 
     def programs(self, *, order: str = "iteration") -> Iterator[Program]:
         """All stored programs: ``iteration`` (then insertion), ``insertion``, or ``score``

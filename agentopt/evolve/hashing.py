@@ -2,8 +2,9 @@
 
 * :func:`exact_hash` identifies a program's text (dedup of identical children).
 * :func:`normalized_code_hash` identifies a program up to comments, docstrings and
-  formatting, so that a child differing from an evaluated program only cosmetically can
-  reuse its result instead of paying for another sandbox run.
+  formatting, and (by default) up to dead code (see :mod:`agentopt.evolve.simplify`), so
+  that a child differing from an evaluated program only cosmetically or by code that never
+  matters can reuse its result instead of paying for another sandbox run.
 * :func:`code_complexity` and :func:`code_distance` are cheap MAP-Elites features and a
   near-duplicate filter; both must stay fast on 20 KB programs since the controller calls
   them for every child against many archive members.
@@ -16,6 +17,8 @@ import hashlib
 import re
 from collections import Counter
 from functools import lru_cache
+
+from agentopt.evolve.simplify import simplify_tree
 
 __all__ = ["code_complexity", "code_distance", "exact_hash", "normalized_code_hash"]
 
@@ -64,9 +67,14 @@ def _parse(code: str) -> ast.AST | None:
 
 
 @lru_cache(maxsize=1024)
-def normalized_code_hash(code: str) -> str:
+def normalized_code_hash(code: str, simplify: bool = True) -> str:
     """Hash of the program's structure: equal for programs that differ only in comments,
-    docstrings, bare string statements, blank lines, line wrapping or quoting style.
+    docstrings, bare string statements, blank lines, line wrapping or quoting style, and,
+    with ``simplify`` (the default), in dead code: unread local assignments of pure values,
+    ``pass``, unreachable statements, ``if False:`` bodies (:func:`simplify_tree`). Turn
+    ``simplify`` off (``search.simplify: false``) when the evaluator judges the source
+    itself (counts statements or operations, rejects some constructs), since then dead code
+    can change the score.
 
     Python code is parsed and hashed as ``ast.dump(tree, include_attributes=False)`` (no
     line/column info). Code that does not parse (C/CUDA kernels, a Python syntax error) falls
@@ -79,6 +87,11 @@ def normalized_code_hash(code: str) -> str:
     if tree is None:
         return _sha("text:" + " ".join(code.split()))
     tree = _StripNoOps().visit(tree)
+    if simplify:
+        try:
+            tree = simplify_tree(tree)  # type: ignore[arg-type]
+        except RecursionError:  # absurdly deep nesting: hash it unsimplified
+            tree = _StripNoOps().visit(_parse(code))
     return _sha("ast:" + ast.dump(tree, annotate_fields=True, include_attributes=False))
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from agentopt.evolve.bundle import is_bundle, write_bundle
 from agentopt.evolve.funnel import funnel_text
+from agentopt.evolve.operator_stats import OperatorStats, operator_table
 
 if TYPE_CHECKING:
     from agentopt.evolve.db import ProgramDB
@@ -41,6 +42,8 @@ class RunSummary(BaseModel):
     fingerprints: int = 0
     # Meta-prompt archive (llm.meta_prompts): one dict per variant, best first.
     meta_prompts: list[dict[str, Any]] = Field(default_factory=list)
+    # Children and their outcomes per operator (the move that made them), most used first.
+    operators: list[OperatorStats] = Field(default_factory=list)
     rejected_replies: int = 0
     llm_calls: int = 0
     tokens: int = 0
@@ -154,6 +157,10 @@ def _md_cell(text: str) -> str:
 def summary_markdown(summary: RunSummary) -> str:
     lines = [f"# agentopt run: {summary.task}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {_md_cell(v)} |" for k, v in summary_rows(summary)]
+    if summary.operators:
+        header, rows = operator_table(summary.operators)
+        lines += ["", "## Operators", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
