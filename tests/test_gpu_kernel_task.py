@@ -128,7 +128,7 @@ def test_harness_round_trip_on_the_simulator(tmp_path: Path, monkeypatch) -> Non
     """prepare -> time_launches -> fetch writes softmax for fresh inputs, warm-up outputs erased."""
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
     harness = _module("gpu_harness_under_test", TASK / "gpu_harness.py")
-    info = harness.load(str(TASK / "reference_kernel.py"))
+    info = harness.load(str(TASK / "reference_kernel.py"), True)
     assert info["simulator"] is True and info["peak_gbs"] is None
     x = np.random.default_rng(1).normal(0, 4, size=(3, 40)).astype(np.float32)
     x.tofile(tmp_path / "in.bin")

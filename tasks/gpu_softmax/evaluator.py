@@ -93,11 +93,11 @@ class Buffers:
         return None
 
 
-def _start(kernel_path):
+def _start(kernel_path, simulate=False):
     proc = CandidateProcess(HARNESS, import_timeout=IMPORT_TIMEOUT)
     proc.start()
     try:
-        info = proc.call("load", os.path.abspath(kernel_path), timeout=IMPORT_TIMEOUT)
+        info = proc.call("load", os.path.abspath(kernel_path), simulate, timeout=IMPORT_TIMEOUT)
     except CandidateError:
         proc.close()
         raise
@@ -131,15 +131,11 @@ def _fail(message, **extra):
 
 def _correctness(program_path, shapes, why_no_gpu):
     """Correct on fresh random inputs? On the simulator when ``why_no_gpu`` says there is no GPU."""
-    if why_no_gpu:
-        os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-    else:
-        os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
     gpu = 0.0 if why_no_gpu else 1.0
     rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as workdir:
         try:
-            proc, _ = _start(program_path)
+            proc, _ = _start(program_path, simulate=bool(why_no_gpu))
             try:
                 problem = _check_shapes(proc, shapes, rng, workdir)
             finally:
@@ -235,7 +231,6 @@ def evaluate(program_path):
     why_no_gpu = gpu_visible()
     if why_no_gpu:
         return _correctness(program_path, SMOKE_SHAPES + CHECK_SHAPES, why_no_gpu)
-    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
     rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as workdir:
         try:

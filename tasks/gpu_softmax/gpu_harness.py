@@ -57,8 +57,14 @@ def device_info():
     return {"simulator": False, "device": name, "cc": list(dev.compute_capability), "peak_gbs": peak}
 
 
-def load(program_path):
-    """Import the kernel module (the candidate, the reference or a library baseline)."""
+def load(program_path, simulate=False):
+    """Import the kernel module (the candidate, the reference or a library baseline).
+
+    ``simulate`` is decided by the evaluator and set here, in this process, before Numba is
+    first imported: the process may come from a fork server that was started before the
+    evaluator knew whether a GPU is visible, so an inherited environment cannot be relied on.
+    """
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1" if simulate else "0"
     cuda = _cuda()
     if not simulated() and not cuda.is_available():
         raise RuntimeError("CUDA is not available in this process")
