@@ -51,6 +51,19 @@ def evaluator():
         sys.path.remove(str(REPO / "evaluators"))
 
 
+def _evaluate_in_sandbox(spec):  # noqa: ANN001, ANN202 - TaskSpec -> EvalResult
+    """Evaluate the task's program once through the backend its task file names."""
+    sandbox = make_sandbox(spec.sandbox)
+
+    async def go():
+        try:
+            return await evaluate_program(sandbox, spec, spec.program)
+        finally:
+            await sandbox.close()
+
+    return asyncio.run(go())
+
+
 def _candidate(tmp_path: Path, block: str) -> str:
     source = (TASK / "initial_program.py").read_text()
     start = source.index("# EVOLVE-BLOCK-START\n") + len("# EVOLVE-BLOCK-START\n")
@@ -94,15 +107,7 @@ def test_task_loads_with_the_simulator_thread_budget() -> None:
 def test_initial_kernel_is_correct_in_the_sandbox_and_scored_on_correctness_only() -> None:
     """End to end through the real local sandbox (no GPU given): correct, no speed claimed."""
     spec = load_task(TASK / "task.yaml")
-    sandbox = make_sandbox(spec.sandbox)
-
-    async def go():
-        try:
-            return await evaluate_program(sandbox, spec, spec.program)
-        finally:
-            await sandbox.close()
-
-    result = asyncio.run(go())
+    result = _evaluate_in_sandbox(spec)
     assert result.error is None, result.error
     assert result.score == 1.0
     assert result.metrics["correct"] == 1.0 and result.metrics["gpu"] == 0.0
@@ -197,15 +202,7 @@ def _gpu_reason() -> str | None:
 @pytest.mark.skipif(_gpu_reason() is not None, reason=f"GPU timing: {_gpu_reason()}")
 def test_gpu_timing_end_to_end_on_a_real_gpu() -> None:  # pragma: no cover - GPU hosts only
     spec = load_task(TASK / "task_gpu.yaml")
-    sandbox = make_sandbox(spec.sandbox)
-
-    async def go():
-        try:
-            return await evaluate_program(sandbox, spec, spec.program)
-        finally:
-            await sandbox.close()
-
-    result = asyncio.run(go())
+    result = _evaluate_in_sandbox(spec)
     assert result.error is None, result.error
     assert result.metrics["gpu"] == 1.0 and result.metrics["flagged"] == 0.0
     assert result.score is not None and result.score > 0
@@ -232,15 +229,7 @@ def _docker_gpu_reason() -> str | None:
 def test_gpu_passthrough_times_the_kernel_in_docker() -> None:  # pragma: no cover - GPU hosts only
     spec = load_task(TASK / "task_gpu.yaml")
     spec.sandbox.kind = "docker"
-    sandbox = make_sandbox(spec.sandbox)
-
-    async def go():
-        try:
-            return await evaluate_program(sandbox, spec, spec.program)
-        finally:
-            await sandbox.close()
-
-    result = asyncio.run(go())
+    result = _evaluate_in_sandbox(spec)
     assert result.error is None, result.error
     assert result.metrics["gpu"] == 1.0 and result.score is not None and result.score > 0
     assert result.artifacts.get("device")  # the device the speed was measured on is recorded
