@@ -85,14 +85,17 @@ else
     log "rootfs tarball: $(du -h "$TARBALL" | cut -f1)"
 fi
 
-docker import \
+# The NVIDIA container toolkit reads these to mount the driver; only the cuda image carries them
+# (the cpu image's environment stays exactly what the env-scrub tests expect).
+GPU_ENV=()
+[[ "$KIND" == cuda ]] && GPU_ENV=(--change 'ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility')
+docker import "${GPU_ENV[@]}" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
     --change 'WORKDIR /work' \
     --change 'CMD ["python3"]' \
     --change "LABEL org.agentopt.image=$KIND org.agentopt.build=offline" \
-    --change 'ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility' \
     "$TARBALL" "$TAG" >&2
 log "imported $TAG"
 echo "$TAG"
