@@ -4,8 +4,6 @@ is rejected with a reason. The candidate runs in a child process, as in a real e
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +12,11 @@ import pytest
 
 from agentopt.evaluate import result_from_value
 from agentopt.task import load_task
+
+try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
+    from tests.task_files import load_evaluator
+except ImportError:
+    from task_files import load_evaluator  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "tasks" / "cap_set"
@@ -25,15 +28,7 @@ CAP20 = (
 
 @pytest.fixture(scope="module")
 def cap_eval() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(REPO / "evaluators"))  # agentopt_guest, as the runner provides it
-    try:
-        spec = importlib.util.spec_from_file_location("cap_set_evaluator", TASK / "evaluator.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(REPO / "evaluators"))
+    yield from load_evaluator("cap_set")
 
 
 def _fixed(tmp_path: Path, vectors: object, name: str = "cand.py") -> str:

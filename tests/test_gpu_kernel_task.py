@@ -26,6 +26,11 @@ from agentopt.evaluate import evaluate_program
 from agentopt.sandbox.factory import make_sandbox
 from agentopt.task import load_task
 
+try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
+    from tests.task_files import load_evaluator, with_block
+except ImportError:
+    from task_files import load_evaluator, with_block  # type: ignore[no-redef]
+
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "tasks" / "gpu_softmax"
 
@@ -44,11 +49,7 @@ def _module(name: str, path: Path) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def evaluator():
-    sys.path.insert(0, str(REPO / "evaluators"))
-    try:
-        yield _module("gpu_softmax_evaluator", TASK / "evaluator.py")
-    finally:
-        sys.path.remove(str(REPO / "evaluators"))
+    yield from load_evaluator("gpu_softmax")
 
 
 def _evaluate_in_sandbox(spec):  # noqa: ANN001, ANN202 - TaskSpec -> EvalResult
@@ -62,15 +63,6 @@ def _evaluate_in_sandbox(spec):  # noqa: ANN001, ANN202 - TaskSpec -> EvalResult
             await sandbox.close()
 
     return asyncio.run(go())
-
-
-def _candidate(tmp_path: Path, block: str) -> str:
-    source = (TASK / "initial_program.py").read_text()
-    start = source.index("# EVOLVE-BLOCK-START\n") + len("# EVOLVE-BLOCK-START\n")
-    end = source.index("# EVOLVE-BLOCK-END")
-    path = tmp_path / "cand.py"
-    path.write_text(source[:start] + block + source[end:])
-    return str(path)
 
 
 NO_MAX_SHIFT_WRONG_SUM = """\
@@ -118,14 +110,14 @@ def test_initial_kernel_is_correct_in_the_sandbox_and_scored_on_correctness_only
 @pytest.mark.parametrize(("block", "reason"), [(NO_MAX_SHIFT_WRONG_SUM, "differs"), (LAZY, "differs")])
 def test_wrong_or_lazy_kernels_fail(evaluator, tmp_path: Path, monkeypatch, block: str, reason: str) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    result = evaluator.evaluate_stage1(_candidate(tmp_path, block))
+    result = evaluator.evaluate_stage1(with_block("gpu_softmax", tmp_path, block))
     assert result["score"] == 0.0 and result["correct"] == 0.0
     assert reason in result["error"]
 
 
 def test_broken_candidate_is_a_failure_with_its_reason(evaluator, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    result = evaluator.evaluate_stage1(_candidate(tmp_path, "def launch(x):\n    return 1 / 0\n"))
+    result = evaluator.evaluate_stage1(with_block("gpu_softmax", tmp_path, "def launch(x):\n    return 1 / 0\n"))
     assert result["score"] == 0.0 and "candidate failed" in result["error"]
 
 

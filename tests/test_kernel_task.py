@@ -1,16 +1,19 @@
 """The softmax kernel task: speedup measured from outside, cheats rejected or flagged.
 
 No assertion here depends on how fast this machine is or how loaded it is (CI runs at load 20+);
-speed claims (the vectorised kernel beats the naive one) live in benchmarks/kernel_speedup.py."""
+speed claims (the vectorised kernel beats the naive one) live in benchmarks/bench_kernel_timing.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+
+try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
+    from tests.task_files import load_evaluator, with_block
+except ImportError:
+    from task_files import load_evaluator, with_block  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "tasks" / "softmax_kernel"
@@ -18,21 +21,11 @@ TASK = REPO / "tasks" / "softmax_kernel"
 
 @pytest.fixture(scope="module")
 def evaluator():
-    sys.path.insert(0, str(REPO / "evaluators"))
-    spec = importlib.util.spec_from_file_location("softmax_evaluator", TASK / "evaluator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(REPO / "evaluators"))
+    yield from load_evaluator("softmax_kernel")
 
 
 def candidate(tmp_path: Path, block: str, name: str = "cand.py") -> str:
-    source = (TASK / "initial_program.py").read_text()
-    start = source.index("# EVOLVE-BLOCK-START")
-    end = source.index("# EVOLVE-BLOCK-END")
-    path = tmp_path / name
-    path.write_text(source[:start] + "# EVOLVE-BLOCK-START\n" + block + source[end:])
-    return str(path)
+    return with_block("softmax_kernel", tmp_path, block, name=name)
 
 
 VECTORISED = """\

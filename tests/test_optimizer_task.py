@@ -14,10 +14,10 @@ import pytest
 from agentopt.evaluate import evaluator_functions, result_from_value
 from agentopt.task import load_task
 
-try:
-    from tests.test_tasks import _load_evaluator
-except ImportError:  # pytest run from inside tests/
-    from test_tasks import _load_evaluator  # type: ignore[no-redef]
+try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
+    from tests.task_files import load_evaluator, with_block
+except ImportError:
+    from task_files import load_evaluator, with_block  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "tasks" / "optimizer_discovery"
@@ -26,16 +26,7 @@ INITIAL = str(TASK / "initial_program.py")
 
 @pytest.fixture(scope="module")
 def opt_eval() -> Iterator[ModuleType]:
-    yield from _load_evaluator("optimizer_discovery")
-
-
-def with_block(tmp_path: Path, block: str) -> str:
-    source = Path(INITIAL).read_text(encoding="utf-8")
-    start = source.index("# EVOLVE-BLOCK-START\n") + len("# EVOLVE-BLOCK-START\n")
-    end = source.index("# EVOLVE-BLOCK-END")
-    path = tmp_path / "cand.py"
-    path.write_text(source[:start] + block + source[end:], encoding="utf-8")
-    return str(path)
+    yield from load_evaluator("optimizer_discovery")
 
 
 def test_task_loads_with_a_rank_funnel_and_three_stages() -> None:
@@ -63,7 +54,7 @@ def test_initial_adamw_scores_zero_and_reports_every_problem(opt_eval: ModuleTyp
 def test_another_rule_is_scored_against_adamw(opt_eval: ModuleType, tmp_path: Path) -> None:
     """Plain gradient descent: each problem's score is log10(AdamW loss / its loss), clipped."""
     block = "def update(params, grads, state, lr):\n    return np.asarray(params) - lr * np.asarray(grads), {}\n"
-    value = opt_eval.evaluate_stage1(with_block(tmp_path, block))
+    value = opt_eval.evaluate_stage1(with_block("optimizer_discovery", tmp_path, block))
     ratios = [value[f"vs_adamw_{n}"] for n in ("logreg", "mlp", "quad")]
     for name, r in zip(("logreg", "mlp", "quad"), ratios, strict=True):
         assert r == pytest.approx(max(-2.0, min(2.0, math.log10(value[f"adamw_{name}"] / value[f"loss_{name}"]))))
@@ -81,12 +72,12 @@ def test_another_rule_is_scored_against_adamw(opt_eval: ModuleType, tmp_path: Pa
     ],
 )
 def test_broken_candidates_fail_with_a_reason(opt_eval: ModuleType, tmp_path: Path, block: str, reason: str) -> None:
-    value = opt_eval.evaluate_stage1(with_block(tmp_path, block))
+    value = opt_eval.evaluate_stage1(with_block("optimizer_discovery", tmp_path, block))
     result = result_from_value(value)
     assert not result.ok and reason in (result.error or ""), result.error
 
 
 def test_diverging_rule_gets_the_floor_not_an_error(opt_eval: ModuleType, tmp_path: Path) -> None:
     block = "def update(params, grads, state, lr):\n    return np.asarray(params) + 1e200 * np.asarray(grads), {}\n"
-    value = opt_eval.evaluate_stage1(with_block(tmp_path, block))
+    value = opt_eval.evaluate_stage1(with_block("optimizer_discovery", tmp_path, block))
     assert "error" not in value and value["vs_adamw_quad"] == -2.0 and "diverged" in value["feedback"]

@@ -3,9 +3,7 @@ score better programs higher, and reject invalid or cheating candidates with a r
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,40 +14,23 @@ import pytest
 from agentopt.evaluate import result_from_value
 from agentopt.task import load_task
 
+try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
+    from tests.task_files import load_evaluator, with_block
+except ImportError:
+    from task_files import load_evaluator, with_block  # type: ignore[no-redef]
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "tasks"
 
 
-def _load_evaluator(task: str) -> Iterator[ModuleType]:
-    sys.path.insert(0, str(REPO / "evaluators"))  # agentopt_guest, as the runner provides it
-    try:
-        spec = importlib.util.spec_from_file_location(f"{task}_evaluator", TASKS / task / "evaluator.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(REPO / "evaluators"))
-
-
 @pytest.fixture(scope="module")
 def exp_eval() -> Iterator[ModuleType]:
-    yield from _load_evaluator("exp_approx")
+    yield from load_evaluator("exp_approx")
 
 
 @pytest.fixture(scope="module")
 def cp_eval() -> Iterator[ModuleType]:
-    yield from _load_evaluator("circle_packing")
-
-
-def _with_block(task: str, tmp_path: Path, block: str, tail: str = "", name: str = "cand.py") -> str:
-    """The task's initial program with its EVOLVE-BLOCK body replaced (and ``tail`` appended)."""
-    source = (TASKS / task / "initial_program.py").read_text(encoding="utf-8")
-    start = source.index("# EVOLVE-BLOCK-START\n") + len("# EVOLVE-BLOCK-START\n")
-    end = source.index("# EVOLVE-BLOCK-END")
-    path = tmp_path / name
-    path.write_text(source[:start] + block + source[end:] + tail, encoding="utf-8")
-    return str(path)
+    yield from load_evaluator("circle_packing")
 
 
 @pytest.mark.parametrize("task", ["exp_approx", "circle_packing"])
@@ -100,7 +81,7 @@ def test_exp_initial_score_matches_an_independent_computation(exp_eval: ModuleTy
 
 
 def test_exp_better_polynomial_scores_higher(exp_eval: ModuleType, tmp_path: Path) -> None:
-    result = exp_eval.evaluate(_with_block("exp_approx", tmp_path, TAYLOR5))
+    result = exp_eval.evaluate(with_block("exp_approx", tmp_path, TAYLOR5))
     assert "error" not in result, result
     assert result["ops"] == 10
     assert result["score"] > 5.3  # degree-5 Taylor: ~5.49, vs ~4.25 for the initial degree 4
@@ -138,7 +119,7 @@ def test_exp_stage1_is_cheap_and_consistent(exp_eval: ModuleType) -> None:
 def test_exp_rule_breakers_are_rejected_statically(
     exp_eval: ModuleType, tmp_path: Path, block: str, reason: str
 ) -> None:
-    result = exp_eval.evaluate(_with_block("exp_approx", tmp_path, block))
+    result = exp_eval.evaluate(with_block("exp_approx", tmp_path, block))
     assert result["score"] == 0.0
     assert reason in result["error"], result["error"]
     assert result["feedback"].startswith("invalid program")
@@ -160,13 +141,13 @@ def test_exp_batch_helper_cannot_cheat(exp_eval: ModuleType, tmp_path: Path) -> 
 
 def test_exp_rebinding_after_the_block_cannot_cheat(exp_eval: ModuleType, tmp_path: Path) -> None:
     tail = "\nimport math\nexp_approx = math.exp\n"
-    result = exp_eval.evaluate(_with_block("exp_approx", tmp_path, TAYLOR5, tail=tail))
+    result = exp_eval.evaluate(with_block("exp_approx", tmp_path, TAYLOR5, tail=tail))
     assert result["score"] == 0.0 and "disagrees" in result["error"]
 
 
 def test_exp_crashing_candidate_is_an_error(exp_eval: ModuleType, tmp_path: Path) -> None:
     result = exp_eval.evaluate_stage1(
-        _with_block("exp_approx", tmp_path, TAYLOR5, tail="\nraise SystemExit(3)\n")
+        with_block("exp_approx", tmp_path, TAYLOR5, tail="\nraise SystemExit(3)\n")
     )
     assert result["score"] == 0.0 and "exp_approx_batch failed" in result["error"]
 
