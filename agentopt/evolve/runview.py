@@ -34,6 +34,7 @@ from agentopt.errors import AgentoptError
 from agentopt.evolve.db import FORMAT_NAME, Program, _unpack, replay_into, selection_params
 from agentopt.evolve.failures import FailureGroup as ReasonGroup
 from agentopt.evolve.failures import group_failures, normalize_reason, used_llm
+from agentopt.evolve.operator_stats import operator_name
 from agentopt.evolve.selection import Population
 from agentopt.task import Objective, SearchSpec
 
@@ -140,8 +141,8 @@ def failure_reason(data: dict[str, Any]) -> str:
 
 
 def operator_of(mutation: dict[str, Any]) -> str:
-    """The operator that made a child: ``mutation["operator"]``, else its ``kind``."""
-    return str(mutation.get("operator") or mutation.get("kind") or "unknown")
+    """The operator that made a child, named exactly as the run summary names it."""
+    return operator_name(mutation)
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> list[str]:
