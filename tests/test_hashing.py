@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 from agentopt.evolve import hashing
 from agentopt.evolve.hashing import code_complexity, code_distance, exact_hash, normalized_code_hash
@@ -96,19 +95,15 @@ def _program(size: int, seed: int) -> str:
     return "".join(parts)[:size]
 
 
-def test_code_distance_is_fast_on_large_programs() -> None:
-    """Measures µs per call (printed with -s); the bound is loose to stay robust on slow CI."""
+def test_code_distance_on_large_programs_is_cached_and_stable() -> None:
+    """Large programs get a distance strictly between 0 and 1, and the cached second call
+    (shingles are memoized) gives the same value. Its speed is measured, not asserted, in
+    benchmarks/bench_code_distance.py (wall-clock bounds fail on a loaded CI machine)."""
     for size in (2_000, 20_000):
         a, b = _program(size, 1), _program(size, 2)
         hashing._shingles.cache_clear()
-        t0 = time.perf_counter()
-        d = code_distance(a, b)
-        cold = time.perf_counter() - t0
-        reps = 50
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            code_distance(a, b)
-        warm = (time.perf_counter() - t0) / reps
-        print(f"code_distance {size} B: cold {cold * 1e6:.0f} us, cached {warm * 1e6:.0f} us (d={d:.3f})")
-        assert 0.0 < d < 1.0
-        assert cold < 0.25 and warm < 0.05
+        cold = code_distance(a, b)
+        assert 0.0 < cold < 1.0
+        assert hashing._shingles.cache_info().misses >= 2
+        assert code_distance(a, b) == cold
+        assert hashing._shingles.cache_info().hits >= 2
