@@ -28,11 +28,31 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+Direction = Literal["maximize", "minimize"]
+#: The name a weighted objective's score goes by (in metrics, prompts and reports).
+WEIGHTED_METRIC = "weighted_sum"
+
+
+class ObjectiveMetric(StrictModel):
+    """One objective of a multi-objective run: an evaluator metric and its direction."""
+
+    metric: str = Field(..., min_length=1, description="Key of the evaluator's returned dict.")
+    direction: Direction = "maximize"
+
+
 class Objective(StrictModel):
-    """Which evaluator metric to optimize, and in which direction."""
+    """Which evaluator metric(s) to optimize, and in which direction.
+
+    One metric (``{metric, direction}``) is a classic single-score run. Several (a list of
+    ``{metric, direction}``, or ``metrics:`` in this mapping) make a multi-objective run: the
+    store keeps the Pareto front, and ``metric``/``direction`` then name the *scalar* score
+    that ranks programs (best program, patience, ``agentopt ci``): the ``primary`` metric, or
+    with ``weights`` the weighted sum (``weighted_sum``, maximized; minimized metrics count
+    negatively). That keeps every single-score part of the engine working unchanged.
+    """
 
     metric: str = Field("score", description="Key of the evaluator's returned dict to optimize.")
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Direction = "maximize"
     if_missing: Literal["error", "mean"] = Field(
         "error",
         description="When a result lacks 'metric': error (the candidate fails, naming the keys the evaluator "
@@ -50,6 +70,124 @@ class Objective(StrictModel):
         "(e.g. \"1101\", one character per test).",
     )
     selection_top: int = Field(20, ge=2, description="b4: how many top-scored programs to choose among.")
+    metrics: list[ObjectiveMetric] = Field(
+        default_factory=list,
+        description="Several objectives (a Pareto front is kept; parents are drawn from it). Each must be in "
+        "every evaluator result. Instead of metric/direction.",
+    )
+    primary: str | None = Field(
+        None, description="With metrics: the one that picks the best program (default: the first)."
+    )
+    weights: dict[str, float] | None = Field(
+        None,
+        description="With metrics: pick the best program by the weighted sum of the metrics (a minimized metric "
+        "counts negatively); instead of primary.",
+    )
+    reference: dict[str, float] | None = Field(
+        None,
+        description="With two metrics: the hypervolume reference point, one value per metric (default: the "
+        "worst value of each among the run's valid programs).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_form(cls, data: Any) -> Any:
+        # `objective: [{metric: error, direction: minimize}, {metric: ops, direction: minimize}]`
+        return {"metrics": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _several(self) -> Objective:
+        extras = [k for k in ("primary", "weights", "reference") if getattr(self, k) is not None]
+        if not self.metrics:
+            if "metrics" in self.model_fields_set:
+                raise ValueError("metrics: list at least one {metric, direction}")
+            if extras:
+                raise ValueError(f"{extras[0]} needs several objectives (metrics: a list of {{metric, direction}})")
+            return self
+        names = [m.metric for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metrics: each metric once, repeated: {', '.join(dupes)}")
+        if len(names) == 1:  # one listed metric is a plain single-objective run
+            if extras:
+                raise ValueError(f"{extras[0]} needs at least two metrics")
+            self._set_scalar(self.metrics[0].metric, self.metrics[0].direction)
+            self.__dict__["metrics"] = []
+            return self
+        if self.primary is not None and self.weights is not None:
+            raise ValueError("give either primary or weights, not both")
+        for key in ("weights", "reference"):
+            given: dict[str, float] = getattr(self, key) or {}
+            unknown = sorted(set(given) - set(names))
+            if unknown:
+                raise ValueError(f"{key}: unknown metric {unknown[0]!r} (objectives: {', '.join(names)})")
+            bad = sorted(k for k, v in given.items() if v != v or v in (float("inf"), float("-inf")))
+            if bad:
+                raise ValueError(f"{key}.{bad[0]}: must be a finite number")
+        if self.weights is not None and not any(self.weights.values()):
+            raise ValueError("weights: give at least one non-zero weight")
+        if self.reference is not None and set(self.reference) != set(names):
+            missing = sorted(set(names) - set(self.reference))
+            raise ValueError(f"reference: give a value for every metric (missing {missing[0]!r})")
+        if self.primary is not None and self.primary not in names:
+            raise ValueError(f"primary: unknown metric {self.primary!r} (objectives: {', '.join(names)})")
+        if self.weights is not None:
+            self._set_scalar(WEIGHTED_METRIC, "maximize")
+        else:
+            first = self.metrics[names.index(self.primary)] if self.primary else self.metrics[0]
+            self._set_scalar(first.metric, first.direction)
+        return self
+
+    def _set_scalar(self, metric: str, direction: Direction) -> None:
+        """Point metric/direction at the scalar score. Writes ``__dict__`` directly: an
+        assignment would re-run this validator (validate_assignment). A stored objective
+        (the run's meta) carries the derived values back, so equal ones are accepted."""
+        for key, value in (("metric", metric), ("direction", direction)):
+            if key in self.model_fields_set and getattr(self, key) != value:
+                raise ValueError(f"give either {key} or metrics (with primary/weights), not both")
+        self.__dict__["metric"] = metric
+        self.__dict__["direction"] = direction
+
+    @property
+    def is_multi(self) -> bool:
+        """True for a run with several objectives (a Pareto front)."""
+        return bool(self.metrics)
+
+    @property
+    def objectives(self) -> list[ObjectiveMetric]:
+        """Every objective: the listed metrics, or the one metric/direction of a single-score run."""
+        return list(self.metrics) if self.metrics else [ObjectiveMetric(metric=self.metric, direction=self.direction)]
+
+    def scalarize(self, values: dict[str, float]) -> float:
+        """The scalar score of a multi-objective result (``values`` holds every objective):
+        the primary metric, or the weighted sum with minimized metrics counted negatively."""
+        if self.weights is None:
+            return values[self.metric]
+        signs = {m.metric: 1.0 if m.direction == "maximize" else -1.0 for m in self.metrics}
+        return sum(w * signs[name] * values[name] for name, w in sorted(self.weights.items()))
+
+    def stored(self) -> str:
+        """JSON kept in a run's meta: a single-objective run stores exactly what it always did."""
+        if not self.is_multi:
+            return self.model_dump_json(exclude={"metrics", "primary", "weights", "reference"})
+        return self.model_dump_json()
+
+    def same_objectives(self, other: Objective) -> bool:
+        """True when ``other`` ranks and fronts programs the same way (what a reopened run needs)."""
+        mine = [(m.metric, m.direction) for m in self.objectives]
+        theirs = [(m.metric, m.direction) for m in other.objectives]
+        return (self.metric, self.direction, mine, self.weights) == (other.metric, other.direction, theirs, other.weights)
+
+    def describe(self) -> str:
+        """One line naming what is optimized: ``maximize score`` or ``minimize error, minimize ops (primary error)``."""
+        if not self.is_multi:
+            return f"{self.direction} {self.metric}"
+        listed = ", ".join(f"{m.direction} {m.metric}" for m in self.metrics)
+        if self.weights is not None:
+            by = "weights " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.weights.items()))
+        else:
+            by = f"primary {self.metric}"
+        return f"{listed} ({by})"
 
     def better(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly better than ``b``."""
@@ -628,5 +766,10 @@ def json_schema() -> str:
     schema = TaskSpec.model_json_schema()
     schema.get("properties", {}).pop("task_file", None)
     schema.get("properties", {}).pop("load_warnings", None)
+    # `objective` may also be a bare list of {metric, direction} (several objectives).
+    props = schema.get("properties", {})
+    if "objective" in props:
+        listed = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/ObjectiveMetric"}}
+        props["objective"] = {"anyOf": [{"$ref": "#/$defs/Objective"}, listed], "description": Objective.__doc__.split("\n")[0]}
     schema["title"] = "agentopt task.yaml"
     return json.dumps(schema, indent=2)

@@ -1,0 +1,129 @@
+"""Pareto fronts over several objectives: dominance, non-dominated sorting, NSGA-II crowding
+distance and the exact 2-D hypervolume. Pure functions over plain floats, no store.
+
+Why here and hand-written: the sizes are small (an island's members, a run's programs), an
+O(M N^2) sort is instant at those sizes, and no declared dependency offers it (pymoo would be
+a heavy one for forty lines).
+
+Conventions: a point is a sequence of metric values in objective order; ``directions`` says
+per metric whether larger (``maximize``) or smaller (``minimize``) is better. A point with a
+NaN or infinite value (a failed or unusable candidate) belongs to no front. Equal points do not
+dominate each other, so duplicates share a front. Every result is in a fixed order (input
+index order, ties by index), so seeded runs that use these functions reproduce exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+Direction = Literal["maximize", "minimize"]
+Point = Sequence[float]
+Oriented = tuple[float, ...]  # every coordinate "lower is better"
+
+
+def orient(point: Point | None, directions: Sequence[Direction]) -> Oriented | None:
+    """``point`` with maximized metrics negated (so lower is better everywhere), or None when
+    it is missing, has the wrong length, or holds a NaN/infinite value."""
+    if point is None or len(point) != len(directions):
+        return None
+    out = tuple(-float(v) if d == "maximize" else float(v) for v, d in zip(point, directions, strict=True))
+    return out if all(math.isfinite(v) for v in out) else None
+
+
+def dominates(a: Oriented, b: Oriented) -> bool:
+    """True when oriented point ``a`` is no worse than ``b`` everywhere and better somewhere."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def nondominated_sort(points: Sequence[Point | None], directions: Sequence[Direction]) -> list[list[int]]:
+    """Fronts of indices into ``points``, best first (NSGA-II's fast non-dominated sort,
+    O(M N^2)); each front in index order. Unusable points (see :func:`orient`) are in none."""
+    oriented = [orient(p, directions) for p in points]
+    valid = [i for i, p in enumerate(oriented) if p is not None]
+    dominated_by: dict[int, list[int]] = {i: [] for i in valid}
+    count = dict.fromkeys(valid, 0)
+    for pos, i in enumerate(valid):
+        a = oriented[i]
+        for j in valid[pos + 1 :]:
+            b = oriented[j]
+            if dominates(a, b):  # type: ignore[arg-type]
+                dominated_by[i].append(j)
+                count[j] += 1
+            elif dominates(b, a):  # type: ignore[arg-type]
+                dominated_by[j].append(i)
+                count[i] += 1
+    fronts: list[list[int]] = []
+    current = [i for i in valid if count[i] == 0]
+    while current:
+        fronts.append(current)
+        following: list[int] = []
+        for i in current:
+            for j in dominated_by[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    following.append(j)
+        current = sorted(following)
+    return fronts
+
+
+def front(points: Sequence[Point | None], directions: Sequence[Direction]) -> list[int]:
+    """Indices of the non-dominated usable points, in index order (O(M N F), F the front size)."""
+    kept: list[tuple[int, Oriented]] = []
+    for i, p in enumerate(points):
+        o = orient(p, directions)
+        if o is None or any(dominates(k, o) for _, k in kept):
+            continue
+        kept = [(j, k) for j, k in kept if not dominates(o, k)]
+        kept.append((i, o))
+    return sorted(j for j, _ in kept)
+
+
+def crowding_distances(points: Sequence[Point], directions: Sequence[Direction]) -> list[float]:
+    """NSGA-II crowding distance of each point of one front: per metric, the gap between its two
+    neighbours (sorted by that metric) over the metric's range, summed; the two extremes of a
+    metric get infinity. A metric without spread adds nothing. Ties keep index order, so equal
+    points get a fixed (not random) share of the boundary."""
+    n = len(points)
+    if n <= 2:
+        return [math.inf] * n
+    distances = [0.0] * n
+    for m in range(len(directions)):
+        order = sorted(range(n), key=lambda i: (float(points[i][m]), i))
+        low, high = float(points[order[0]][m]), float(points[order[-1]][m])
+        distances[order[0]] = distances[order[-1]] = math.inf
+        span = high - low
+        if not span > 0:
+            continue
+        for pos in range(1, n - 1):
+            i = order[pos]
+            if distances[i] != math.inf:
+                distances[i] += (float(points[order[pos + 1]][m]) - float(points[order[pos - 1]][m])) / span
+    return distances
+
+
+def crowding_weights(distances: Sequence[float], num_metrics: int, floor: float = 0.1) -> list[float]:
+    """Selection weights from crowding distances: isolated points are drawn more often. An
+    extreme (infinite distance) weighs as much as the largest possible interior one (``2 M``:
+    each metric adds at most 2 range-normalized gaps); ``floor`` keeps crowded points drawable."""
+    cap = 2.0 * num_metrics
+    return [floor + min(d, cap) for d in distances]
+
+
+def hypervolume_2d(points: Sequence[Point], directions: Sequence[Direction], reference: Point) -> float:
+    """Exact area dominated by ``points`` and bounded by ``reference`` (two metrics): larger is a
+    better front. Points no better than the reference in both metrics add nothing; unusable
+    points are ignored. O(N log N)."""
+    if len(directions) != 2:
+        raise ValueError(f"hypervolume_2d needs two metrics, got {len(directions)}")
+    ref = orient(reference, directions)
+    if ref is None:
+        raise ValueError(f"hypervolume reference must be two finite numbers, got {list(reference)}")
+    usable = [o for o in (orient(p, directions) for p in points) if o is not None and o[0] < ref[0] and o[1] < ref[1]]
+    area, best_y = 0.0, ref[1]
+    for x, y in sorted(usable):
+        if y < best_y:  # not dominated by an earlier (smaller x) point
+            area += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return area

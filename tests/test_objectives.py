@@ -1,0 +1,88 @@
+"""Several objectives in task.yaml: the three forms, what metric/direction then mean (the
+scalar score), one-line errors, the stored form a reopened run compares, the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentopt.errors import TaskError
+from agentopt.task import WEIGHTED_METRIC, Objective, json_schema, load_task
+
+PROGRAM = "# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n"
+TWO = "[{metric: err, direction: minimize}, {metric: ops, direction: minimize}]"
+
+
+def load(tmp_path: Path, objective: str) -> Objective:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "ev.py").write_text("def evaluate(p):\n    return {'err': 1.0, 'ops': 2.0}\n")
+    task = tmp_path / "task.yaml"
+    task.write_text(f"program: prog.py\nevaluator: ev.py\nobjective: {objective}\n")
+    return load_task(task).objective
+
+
+def test_list_form_primary_defaults_to_first(tmp_path: Path) -> None:
+    obj = load(tmp_path, TWO)
+    assert obj.is_multi and [m.metric for m in obj.objectives] == ["err", "ops"]
+    assert (obj.metric, obj.direction) == ("err", "minimize")
+    assert obj.scalarize({"err": 0.5, "ops": 9}) == 0.5
+
+
+def test_mapping_form_with_primary_and_weights(tmp_path: Path) -> None:
+    obj = load(tmp_path, "{metrics: " + TWO + ", primary: ops, if_missing: error}")
+    assert (obj.metric, obj.direction) == ("ops", "minimize")
+    weighted = load(tmp_path, "{metrics: [{metric: err, direction: minimize}, {metric: acc}], weights: {err: 2, acc: 1}}")
+    assert (weighted.metric, weighted.direction) == (WEIGHTED_METRIC, "maximize")
+    assert weighted.scalarize({"err": 0.25, "acc": 3.0}) == pytest.approx(3.0 - 0.5)
+    assert "weights acc=1, err=2" in weighted.describe()
+
+
+def test_single_objective_is_unchanged(tmp_path: Path) -> None:
+    obj = load(tmp_path, "{metric: loss, direction: minimize}")
+    assert not obj.is_multi and obj.objectives[0].metric == "loss"
+    assert json.loads(obj.stored()) == {
+        "metric": "loss", "direction": "minimize", "if_missing": "error", "aggregate": "worst",
+        "selection": "best", "selection_top": 20,
+    }  # fmt: skip
+    one = load(tmp_path, "[{metric: loss, direction: minimize}]")  # a one-entry list is a single objective
+    assert not one.is_multi and one.stored() == obj.stored()
+
+
+def test_stored_objective_round_trips_and_compares(tmp_path: Path) -> None:
+    obj = load(tmp_path, "{metrics: " + TWO + ", primary: ops}")
+    again = Objective.model_validate_json(obj.stored())
+    assert again.same_objectives(obj) and again.metric == "ops"
+    assert not load(tmp_path, TWO).same_objectives(obj)  # other primary
+    assert not load(tmp_path, "[{metric: err, direction: minimize}, {metric: ops}]").same_objectives(obj)
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"),
+    [
+        ("[]", "metrics: list at least one"),
+        ("{metrics: []}", "metrics: list at least one"),
+        ("[{metric: a}, {metric: a}]", "each metric once, repeated: a"),
+        ("{metrics: " + TWO + ", primary: time}", "primary: unknown metric 'time' (objectives: err, ops)"),
+        ("{metrics: " + TWO + ", weights: {time: 1}}", "weights: unknown metric 'time'"),
+        ("{metrics: " + TWO + ", weights: {err: 1}, primary: err}", "either primary or weights"),
+        ("{metrics: " + TWO + ", weights: {err: 0}}", "at least one non-zero weight"),
+        ("{metric: err, metrics: " + TWO + ", primary: ops}", "either metric or metrics"),
+        ("{primary: err}", "primary needs several objectives"),
+        ("[{metric: a, direction: up}, {metric: b}]", "objective.metrics.0.direction"),
+        ("{metrics: " + TWO + ", reference: {err: 1}}", "reference: give a value for every metric (missing 'ops')"),
+    ],
+)
+def test_errors_are_one_line(tmp_path: Path, objective: str, expected: str) -> None:
+    with pytest.raises(TaskError) as info:
+        load(tmp_path, objective)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_json_schema_accepts_the_list_form() -> None:
+    schema = json.loads(json_schema())
+    forms = schema["properties"]["objective"]["anyOf"]
+    assert {"$ref": "#/$defs/Objective"} in forms
+    assert any(f.get("type") == "array" and f["items"] == {"$ref": "#/$defs/ObjectiveMetric"} for f in forms)
+    assert {"metrics", "primary", "weights", "reference"} <= set(schema["$defs"]["Objective"]["properties"])
