@@ -510,11 +510,32 @@ def _print_operators(operators: list[Any]) -> None:
     console.print(ops)
 
 
+def _print_front(front: Any) -> None:
+    """Several objectives: the final Pareto front (summary.json's ``front``), best scalar first."""
+    if front is None:
+        return
+    from rich import box
+    from rich.table import Table
+
+    from agentopt.evolve.front import FRONT_SHOWN, front_table
+
+    header, rows = front_table(front, limit=FRONT_SHOWN)
+    more = len(front.members) - len(rows)
+    title = f"Pareto front by {front.ranked_by}" + (f" (best {len(rows)}; {more} more in summary.json)" if more > 0 else "")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i != len(header) - 2 else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(_inert(cell) for cell in row))
+    console.print(table)
+
+
 def _print_summary(summary: Any) -> None:
     from agentopt.evolve.summary import summary_rows
 
     _print_rows(f"agentopt — {summary.task}", summary_rows(summary))
     _print_operators(summary.operators)
+    _print_front(summary.front)
     console.print(f"results: {summary.run_dir}  (best program: {summary.best_program_path})", highlight=False)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
-from agentopt.task import EvalSetting, Objective, TaskSpec
+from agentopt.task import WEIGHTED_METRIC, Direction, EvalSetting, Objective, TaskSpec
 
 RESERVED_KEYS = {"score", "combined_score", "feedback", "artifacts", "error"}
 FINGERPRINT_FUNCTION = "fingerprint"
@@ -154,6 +154,35 @@ def result_from_value(
     return EvalResult(metrics=metrics, score=score, feedback=feedback[:20_000], artifacts=artifacts)
 
 
+def score_objectives(
+    result: EvalResult, objective: Objective, raw: dict[str, Any], *, exclude_from_mean: tuple[str, ...] = ()
+) -> EvalResult:
+    """Several objectives: every listed metric must be in ``result`` (``if_missing`` applies to
+    each: an error naming it, or OpenEvolve's mean), and the score becomes the scalar that
+    ranks programs (the primary metric, or the weighted sum, kept as ``weighted_sum``). A
+    failed or single-objective result passes through unchanged."""
+    if result.error is not None or not objective.is_multi:
+        return result
+    mean_of = [k for k in result.metrics if not isinstance(raw.get(k), bool) and k not in exclude_from_mean]
+    values: dict[str, float] = {}
+    for name in (m.metric for m in objective.metrics):
+        if isinstance(raw.get(name), bool):
+            why = f"evaluator returned a boolean for '{name}' ({raw[name]}); return a number"
+            return result.model_copy(update={"score": None, "error": why, "error_kind": "bad_result"})
+        value = score_of(result.metrics, name, if_missing=objective.if_missing, mean_of=mean_of)
+        if value is None:
+            if name in raw:
+                why = f"evaluator returned a non-finite or non-numeric '{name}'"
+            else:
+                returned = _returned_names(result.metrics, result.artifacts)
+                why = f"evaluator returned no '{name}' (objective.metrics); it returned: {returned}"
+            return result.model_copy(update={"score": None, "error": why, "error_kind": "bad_result"})
+        values[name] = value
+    score = objective.scalarize(values)
+    extra = {WEIGHTED_METRIC: score} if objective.weights is not None else {}
+    return result.model_copy(update={"metrics": {**result.metrics, **values, **extra}, "score": score})
+
+
 def evaluator_functions(evaluator_path: Path) -> set[str]:
     """Top-level function names the evaluator defines, read from its AST (never imported).
 
@@ -219,9 +248,7 @@ def job_for(spec: TaskSpec, program_path: Path, function: str) -> SandboxJob:
     )
 
 
-def _from_job(
-    job_result: JobResult, metric: str, stage: int, exclude: tuple[str, ...] = (), if_missing: str = "error"
-) -> EvalResult:
+def _from_job(job_result: JobResult, objective: Objective, stage: int, exclude: tuple[str, ...] = ()) -> EvalResult:
     if not job_result.ok or job_result.value is None:
         return EvalResult(
             error=job_result.error or "evaluation failed",
@@ -232,7 +259,11 @@ def _from_job(
             stdout=job_result.stdout,
             stderr=job_result.stderr,
         )
-    result = result_from_value(job_result.value, metric, exclude_from_mean=exclude, if_missing=if_missing)
+    # Several objectives: read the result as for the first one, then check and scalarize them all.
+    metric = objective.metrics[0].metric if objective.is_multi else objective.metric
+    value = job_result.value
+    result = result_from_value(value, metric, exclude_from_mean=exclude, if_missing=objective.if_missing)
+    result = score_objectives(result, objective, value, exclude_from_mean=exclude)
     return result.model_copy(
         update={
             "stage": stage,
@@ -254,11 +285,12 @@ def setting_env(setting: EvalSetting) -> dict[str, str]:
     return {**setting.env, SETTING_ENV: payload}
 
 
-def aggregate_scores(scores: Sequence[float], objective: Objective) -> float:
-    """Combine per-setting scores as ``objective.aggregate`` says (``worst`` follows the direction)."""
+def aggregate_scores(scores: Sequence[float], objective: Objective, direction: Direction | None = None) -> float:
+    """Combine per-setting scores as ``objective.aggregate`` says (``worst`` follows the
+    direction: the objective's, or ``direction`` for one metric of several)."""
     how = objective.aggregate
     if how == "worst":
-        how = "min" if objective.direction == "maximize" else "max"
+        how = "min" if (direction or objective.direction) == "maximize" else "max"
     if how == "mean":
         return sum(scores) / len(scores)
     return min(scores) if how == "min" else max(scores)
@@ -299,6 +331,11 @@ def combine_settings(per_setting: Sequence[tuple[str, EvalResult]], objective: O
                           error_kind=last.error_kind, **common)
     scores = [r.score for _, r in per_setting if r.score is not None]
     score = aggregate_scores(scores, objective)
+    if objective.is_multi:  # each objective aggregated in its own direction, then scalarized
+        values = {m.metric: aggregate_scores([r.metrics[m.metric] for _, r in per_setting], objective, m.direction)
+                  for m in objective.metrics}
+        metrics.update(values)
+        score = objective.scalarize(values)
     metrics[objective.metric] = score
     listed = ", ".join(f"{n} {r.score:.6g}" for n, r in per_setting)
     feedback.append(f"per-setting {objective.metric}: {listed}; {objective.aggregate} = {score:.6g}")
@@ -333,15 +370,14 @@ async def _run_function(
 
     Returns the result and the evaluator's raw dict (``{}`` under settings, whose combined
     result always holds the objective metric)."""
-    metric, if_missing = spec.objective.metric, spec.objective.if_missing
     if not spec.settings:
         job_result = await sandbox.run(job_for(spec, program_path, function))
-        return _from_job(job_result, metric, stage, exclude, if_missing), job_result.value or {}
+        return _from_job(job_result, spec.objective, stage, exclude), job_result.value or {}
     per_setting: list[tuple[str, EvalResult]] = []
     for setting in spec.settings:
         job = job_for(spec, program_path, function)
         job.env.update(setting_env(setting))
-        result = _from_job(await sandbox.run(job), metric, stage, exclude, if_missing)
+        result = _from_job(await sandbox.run(job), spec.objective, stage, exclude)
         per_setting.append((setting.name, result))
         if result.error is not None:
             break  # every setting must pass: the first failure decides
@@ -401,6 +437,6 @@ async def evaluate_program(
                 break
             record["outcome"] = "passed"
     update: dict[str, Any] = {"metrics": merged, "feedback": "\n".join(feedback), "wall_s": wall, "stages": records}
-    if result.error is None and if_missing == "mean":
+    if result.error is None and if_missing == "mean" and not spec.objective.is_multi:
         update["score"] = score_of(merged, metric, if_missing="mean", mean_of=list(mean_keys))
     return result.model_copy(update=update)

@@ -99,7 +99,7 @@ class Objective(StrictModel):
     def _several(self) -> Objective:
         extras = [k for k in ("primary", "weights", "reference") if getattr(self, k) is not None]
         if not self.metrics:
-            if "metrics" in self.model_fields_set:
+            if "metrics" in self.model_fields_set and "metric" not in self.model_fields_set:  # a dump has both
                 raise ValueError("metrics: list at least one {metric, direction}")
             if extras:
                 raise ValueError(f"{extras[0]} needs several objectives (metrics: a list of {{metric, direction}})")
@@ -556,6 +556,15 @@ class TaskSpec(StrictModel):
             data["program"] = root or "."
             data["program_files"] = [os.path.relpath(os.path.normpath(p), root or ".") for p in files]
         return data
+
+    @model_validator(mode="after")
+    def _tuning_needs_one_metric(self) -> TaskSpec:
+        if self.objective.weights is not None and self.search.tune.enabled is True:
+            raise ValueError(
+                "search.tune: constants tuning optimizes one metric; with objective.weights use primary instead, "
+                "or tune: false"
+            )
+        return self
 
     @field_validator("settings")
     @classmethod

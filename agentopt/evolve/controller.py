@@ -46,6 +46,7 @@ from agentopt.evolve.bundle import (
 )
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
 from agentopt.evolve.final_selection import select_final
+from agentopt.evolve.front import front_summary
 from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
@@ -840,6 +841,7 @@ class EvolutionController:
             isolation=best.isolation if best else [],
             funnel=self._funnel_summary(),
             selection=None if final is None else final.model_dump(),
+            front=front_summary(self.db.objective_points(), self.spec.objective) if self.spec.objective.is_multi else None,
         )
 
     def _funnel_summary(self) -> list[dict[str, Any]]:

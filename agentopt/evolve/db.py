@@ -10,6 +10,10 @@ Storage (one file, WAL journal):
   shared by every program (and cache hit) with that text; no per-program code copies.
 - ``migrations``: each island migration as ordered ``(program, destination)`` moves, with
   the insertion point (``after_seq``) at which it happened.
+- ``metric_values`` (runs with several objectives only): ``(seq, metric, value)`` for each
+  objective metric a program reported, so fronts and scatters are one indexed query and a
+  reopen rebuilds each island's Pareto front without reading blobs. A single-objective run
+  has no such table (its file is exactly what it always was).
 - ``meta`` (format, schema version, the run's objective/search settings), ``state``
   (controller JSON values), ``llm_calls``, ``rejections``.
 
@@ -51,6 +55,7 @@ from agentopt.evolve.features import (
     code_profile,
     raw_features,
 )
+from agentopt.evolve.front import ObjectivePoint
 from agentopt.evolve.hashing import code_distance
 from agentopt.evolve.operator_stats import OperatorStats, operator_name, tuning_columns
 from agentopt.evolve.selection import Direction, Population, Record, SelectionParams, rank_key
@@ -106,6 +111,12 @@ CREATE TABLE rejections(
     reason TEXT NOT NULL, reply_excerpt TEXT NOT NULL
 );
 """
+
+# Several objectives: each program's objective values (created only for such runs).
+_METRIC_VALUES = (
+    "CREATE TABLE IF NOT EXISTS metric_values(seq INTEGER NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,"
+    " PRIMARY KEY(seq, metric)) WITHOUT ROWID"
+)
 
 # Fields kept in the compressed ``data`` blob rather than in columns.
 _DATA_FIELDS = (
@@ -220,16 +231,61 @@ def selection_params(search: SearchSpec) -> SelectionParams:
     )
 
 
+def _goal(objective: Objective) -> str:
+    """What a run optimizes, for the reopen-mismatch error."""
+    return objective.describe() if objective.is_multi else f"{objective.direction} '{objective.metric}'"
+
+
+def objective_directions(objective: Objective) -> tuple[Direction, ...] | None:
+    """The directions of a run's several objectives (what Population keeps a front for), or None."""
+    return tuple(m.direction for m in objective.metrics) if objective.is_multi else None
+
+
+def objective_vectors(conn: sqlite3.Connection, objective: Objective, after_seq: int = 0) -> dict[int, tuple[float, ...]]:
+    """seq -> objective vector (in objective order) of every program past ``after_seq`` that
+    reported all objectives; empty for a single-objective run (it has no metric_values)."""
+    if not objective.is_multi:
+        return {}
+    names = [m.metric for m in objective.metrics]
+    found: dict[int, dict[str, float]] = {}
+    for seq, name, value in conn.execute(
+        "SELECT seq, metric, value FROM metric_values WHERE seq > ? ORDER BY seq", (after_seq,)
+    ):
+        found.setdefault(seq, {})[name] = value
+    return {seq: tuple(got[n] for n in names) for seq, got in found.items() if all(n in got for n in names)}
+
+
+def read_objective_points(conn: sqlite3.Connection, objective: Objective) -> list[ObjectivePoint]:
+    """Every valid program of a multi-objective run with all its objective values, in insertion
+    order (one join over indexed tables; no blob is read). Empty for a single-objective run."""
+    if not objective.is_multi:
+        return []
+    names = [m.metric for m in objective.metrics]
+    rows: dict[int, tuple[str, int, float, dict[str, float]]] = {}
+    for seq, pid, iteration, score, name, value in conn.execute(
+        "SELECT p.seq, p.id, p.iteration, p.score, v.metric, v.value FROM programs p"
+        " JOIN metric_values v ON v.seq = p.seq WHERE p.rankable = 1 ORDER BY p.seq"
+    ):
+        rows.setdefault(seq, (pid, iteration, score, {}))[3][name] = value
+    return [
+        ObjectivePoint(pid, iteration, seq, score, tuple(got[n] for n in names))
+        for seq, (pid, iteration, score, got) in rows.items()
+        if all(n in got for n in names)
+    ]
+
+
 def replay_into(
     pop: Population,
     moves: list[tuple[int, int, int, int]],
     rows: Iterable[tuple[int, str, int, int, float | None, int, str | None]],
     direction: Direction,
+    values: dict[int, tuple[float, ...]] | None = None,
 ) -> tuple[int, int | None]:
     """Insert stored programs ``(seq, id, iteration, island, score, rankable, features)`` and
     apply migrations ``(epoch, after_seq, program_seq, to_island)`` into ``pop`` in their
-    original order; returns (programs inserted, last seq). Used on reopen, and by the read-only
-    RunView to follow a live store incrementally (rows and moves past what it has seen)."""
+    original order; returns (programs inserted, last seq). ``values``: each program's objective
+    vector (runs with several objectives). Used on reopen, and by the read-only RunView to
+    follow a live store incrementally (rows and moves past what it has seen)."""
     batches: list[tuple[int, list[tuple[int, int]]]] = []
     last: tuple[int, int] | None = None
     for epoch, after_seq, program_seq, to_island in moves:
@@ -244,7 +300,8 @@ def replay_into(
             pending += 1
         key = rank_key(score, iteration, seq, direction) if rankable else None  # type: ignore[arg-type]
         feats = tuple(json.loads(features)) if features is not None else None
-        pop.insert(Record(seq, pid, iteration, island, key, feats))
+        vector = values.get(seq) if values is not None and rankable else None
+        pop.insert(Record(seq, pid, iteration, island, key, feats, vector))
         count += 1
         last_seq = seq
     while pending < len(batches):
@@ -280,7 +337,7 @@ class ProgramDB:
         self.search = search
         self._conn = conn
         self._dims = tuple(search.feature_dimensions)
-        self._pop = Population(selection_params(search), objective.direction)
+        self._pop = Population(selection_params(search), objective.direction, objective_directions(objective))
         self._count = 0
         self._last_seq = 0
         self._migration_epoch = 0
@@ -308,6 +365,8 @@ class ProgramDB:
             else:
                 cls._check(path, conn, tables, objective, search)
                 cls._upgrade(conn)
+            if objective.is_multi:
+                conn.execute(_METRIC_VALUES)
         except sqlite3.DatabaseError as err:
             conn.close()
             raise ProgramDBError(f"{path}: not an agentopt program database ({err})") from None
@@ -329,7 +388,7 @@ class ProgramDB:
             meta = {
                 "format": FORMAT_NAME,
                 "schema_version": str(SCHEMA_VERSION),
-                "objective": objective.model_dump_json(),
+                "objective": objective.stored(),
                 "search": search.model_dump_json(),
                 "created_at": repr(time.time()),
             }
@@ -357,10 +416,10 @@ class ProgramDB:
                 f"{SCHEMA_VERSION}); upgrade agentopt"
             )
         stored_obj = Objective.model_validate_json(meta["objective"])
-        if (stored_obj.metric, stored_obj.direction) != (objective.metric, objective.direction):
+        if not stored_obj.same_objectives(objective):
             raise ProgramDBError(
-                f"{path}: run was created to {stored_obj.direction} '{stored_obj.metric}' but the task now says "
-                f"{objective.direction} '{objective.metric}'; use a new output directory"
+                f"{path}: run was created to {_goal(stored_obj)} but the task now says "
+                f"{_goal(objective)}; use a new output directory"
             )
         stored_search = json.loads(meta["search"])
         for key in STRUCTURAL_SEARCH_KEYS:
@@ -398,7 +457,8 @@ class ProgramDB:
         rows = self._conn.execute(
             "SELECT seq, id, iteration, island, score, rankable, features FROM programs ORDER BY seq"
         )
-        self._count, last = replay_into(self._pop, moves.fetchall(), rows, self.objective.direction)
+        vectors = objective_vectors(self._conn, self.objective)
+        self._count, last = replay_into(self._pop, moves.fetchall(), rows, self.objective.direction, vectors)
         self._last_seq = last or 0
 
     # ------------------------------------------------------------------ writing
@@ -422,6 +482,9 @@ class ProgramDB:
         digest = hashlib.sha256(code_bytes).digest()[:16]
         data = _pack({f: getattr(program, f) for f in _DATA_FIELDS})
         operator = operator_name(program.mutation, has_parent=program.parent_id is not None)
+        names = [m.metric for m in self.objective.metrics]
+        vector = tuple(program.metrics[n] for n in names) if rankable and names and all(
+            n in program.metrics for n in names) else None  # fmt: skip
         tune_evals, tune_gain = tuning_columns(program.mutation, self.objective.direction == "maximize")
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -448,6 +511,11 @@ class ProgramDB:
                 conn.execute("COMMIT")
                 return
             seq = int(cur.lastrowid or 0)
+            if self.objective.is_multi:
+                conn.executemany(
+                    "INSERT INTO metric_values(seq, metric, value) VALUES (?, ?, ?)",
+                    [(seq, name, program.metrics[name]) for name in names if name in program.metrics],
+                )
             self._write_states(states, drop_states)
             conn.execute("COMMIT")
         except BaseException:
@@ -460,7 +528,7 @@ class ProgramDB:
         if profile is not None:
             self._keep_reference_profile(seq, profile, program.island)
         key = rank_key(program.score, program.iteration, seq, self.objective.direction) if rankable else None  # type: ignore[arg-type]
-        self._pop.insert(Record(seq, program.id, program.iteration, program.island, key, features))
+        self._pop.insert(Record(seq, program.id, program.iteration, program.island, key, features, vector))
 
     def _features(self, program: Program, profile: CodeProfile | None) -> tuple[float, ...]:
         refs: ReferenceSet | None = None
@@ -668,6 +736,16 @@ class ProgramDB:
         program = self._get_seq(key[2])
         self._best_cache = (key[2], program)
         return program
+
+    @_locked
+    def objective_points(self) -> list[ObjectivePoint]:
+        """Several objectives: every valid program's objective vector (see :func:`read_objective_points`)."""
+        return read_objective_points(self._conn, self.objective)
+
+    @_locked
+    def front(self, island: int) -> list[Program]:
+        """Several objectives: the non-dominated members of ``island`` now, best scalar first."""
+        return [self._get_seq(key[2]) for key in self._pop.islands[island].front]
 
     def count(self, *, ok_only: bool = False) -> int:
         return self._pop.ok_count if ok_only else self._count

@@ -17,6 +17,15 @@ Ranking: a program's *key* is ``(k, iteration, seq)`` where ``k`` is ``-score`` 
 maximizing and ``score`` when minimizing; a lower key is better, so ties go to the
 earliest iteration, then to insertion order.
 
+Several objectives (``Population(..., objectives=directions)``): a record also carries its
+objective vector, and each island keeps its non-dominated *front* up to date as members join
+(incrementally: a newcomer enters unless a front member dominates it, and evicts the members
+it dominates). Front members are never evicted by the population cap, so the front is exactly
+the non-dominated set of everything that ever joined the island, and replay rebuilds it. The
+``top_share`` of parents is then drawn from the front, weighted by NSGA-II crowding distance
+(isolated points more often), and the top inspirations likewise; the rest of the mix (and
+every rank by the scalar score) is as for one objective.
+
 Migration keeps lineage by *membership*, not copies: a migrated program stays one row
 with one id; it simply becomes a member of the destination island too (its
 ``Program.island`` remains the island it was born on).
@@ -32,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agentopt.evolve.features import BinMapper, Cell
+from agentopt.evolve.pareto import Oriented, crowding_distances, crowding_weights, dominates, orient
 
 Key = tuple[float, int, int]  # (k, iteration, seq): lower is better
 Direction = Literal["maximize", "minimize"]
@@ -56,6 +66,7 @@ class Record:
     island: int  # the island it was born on
     key: Key | None  # None: not rankable (failed, or no usable score)
     features: tuple[float, ...] | None
+    values: tuple[float, ...] | None = None  # objective vector (several objectives); None: on no front
 
 
 @dataclass(slots=True)
@@ -71,6 +82,8 @@ class Island:
     references: list[int] = field(default_factory=list)  # seqs of the diversity reference sample
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_PER_ISLAND))
     last_failed: int | None = None
+    front: list[Key] = field(default_factory=list)  # several objectives: the non-dominated members, by key
+    front_members: set[int] = field(default_factory=set)  # membership test only, never iterated
 
     def top(self, n: int) -> list[int]:
         """Seqs of the ``n`` best members, best first."""
@@ -97,9 +110,14 @@ class SelectionParams:
 class Population:
     """All islands plus the global elite archive; see the module docstring for invariants."""
 
-    def __init__(self, params: SelectionParams, direction: Direction) -> None:
+    def __init__(
+        self, params: SelectionParams, direction: Direction, objectives: tuple[Direction, ...] | None = None
+    ) -> None:
         self.params = params
         self.direction: Direction = direction
+        # Several objectives: their directions (the front is kept); None for a single score.
+        self.objectives = objectives if objectives and len(objectives) > 1 else None
+        self._oriented: dict[int, Oriented] = {}
         self.records: dict[int, Record] = {}
         self.islands = [Island(i, BinMapper(params.bins)) for i in range(params.num_islands)]
         self.size = 0  # island memberships of ranked programs (the capped population)
@@ -161,6 +179,8 @@ class Population:
         insort(island.ranked, rec.key)
         island.members.add(rec.seq)
         self.size += 1
+        if self.objectives is not None:
+            self._front_join(rec, island)
         if island.mapper.observe(rec.features):
             self._rebuild_grid(island)
             return
@@ -173,6 +193,24 @@ class Population:
             island.grid[cell] = rec.seq
             island.cell_of[rec.seq] = cell
             self._elite_hold(rec.seq)
+
+    def _front_join(self, rec: Record, island: Island) -> None:
+        """Keep ``island.front`` the non-dominated set of its members (see the module docstring)."""
+        assert self.objectives is not None and rec.key is not None
+        point = self._oriented.get(rec.seq)
+        if point is None:
+            point = orient(rec.values, self.objectives)
+            if point is None:
+                return
+            self._oriented[rec.seq] = point
+        if any(dominates(self._oriented[key[2]], point) for key in island.front):
+            return
+        beaten = [key for key in island.front if dominates(point, self._oriented[key[2]])]
+        for key in beaten:
+            del island.front[bisect_left(island.front, key)]
+            island.front_members.discard(key[2])
+        insort(island.front, rec.key)
+        island.front_members.add(rec.seq)
 
     def _rebuild_grid(self, island: Island) -> None:
         """Re-bin every member after a range change; best-first order makes each cell's
@@ -201,7 +239,7 @@ class Population:
             for island in self.islands:
                 for key in reversed(island.ranked):
                     seq = key[2]
-                    if seq in island.cell_of or seq == best_seq:
+                    if seq in island.cell_of or seq == best_seq or seq in island.front_members:
                         continue
                     if victim is None or (key, island.index) > victim:
                         victim = (key, island.index)
@@ -265,6 +303,8 @@ class Population:
         """Pick a parent seq from a non-empty island by the configured strategy mix."""
         p = self.params
         if p.top_share > 0 and rng.random() < p.top_share:
+            if self.objectives is not None and island.front:
+                return self._front_draw(rng, island, 1)[0]
             return self._top(rng, island)
         r = rng.random()
         if r < p.exploration_ratio:
@@ -279,6 +319,32 @@ class Population:
         half of a small island (with 3 members, "the best 3" would include the worst)."""
         candidates = island.top(min(self.params.top_k, max(1, len(island.ranked) // 2)))
         return candidates[rng.randrange(len(candidates))]
+
+    def front_crowding(self, island: Island) -> list[tuple[int, float]]:
+        """``(seq, crowding distance)`` of the island's front members, in front (key) order."""
+        assert self.objectives is not None
+        seqs = [key[2] for key in island.front]
+        distances = crowding_distances([self._oriented[seq] for seq in seqs], self.objectives)
+        return list(zip(seqs, distances, strict=True))
+
+    def _front_draw(self, rng: random.Random, island: Island, n: int, exclude: set[int] | None = None) -> list[int]:
+        """Up to ``n`` distinct front members (not in ``exclude``), each drawn with probability
+        proportional to its crowding weight (an O(F) roulette per draw; F is small)."""
+        assert self.objectives is not None
+        crowding = self.front_crowding(island)
+        weights = crowding_weights([d for _, d in crowding], len(self.objectives))
+        pool = [(seq, w) for (seq, _), w in zip(crowding, weights, strict=True) if not exclude or seq not in exclude]
+        chosen: list[int] = []
+        while pool and len(chosen) < n:
+            target = rng.random() * sum(w for _, w in pool)
+            pick = len(pool) - 1
+            for i, (_, w) in enumerate(pool):
+                target -= w
+                if target < 0:
+                    pick = i
+                    break
+            chosen.append(pool.pop(pick)[0])
+        return chosen
 
     def _explore(self, rng: random.Random, island: Island) -> int:
         return island.ranked[rng.randrange(len(island.ranked))][2]
@@ -319,6 +385,9 @@ class Population:
         never the parent and never twice."""
         chosen: list[int] = []
         taken = {parent}
+        if self.objectives is not None and num_top > 0:  # the front first, by crowding weight
+            chosen = self._front_draw(rng, island, num_top, exclude=taken)
+            taken.update(chosen)
         for key in island.ranked:
             if len(chosen) >= num_top:
                 break

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agentopt.evolve.bundle import is_bundle, write_bundle
+from agentopt.evolve.front import FrontSummary, front_line, front_table
 from agentopt.evolve.funnel import funnel_text
 from agentopt.evolve.operator_stats import OperatorStats, operator_table
 
@@ -57,6 +58,8 @@ class RunSummary(BaseModel):
     funnel: list[dict[str, Any]] = Field(default_factory=list)
     # objective.selection other than "best": what the final selection chose (best_program holds it).
     selection: dict[str, Any] | None = None
+    # Several objectives: the final Pareto front (and its hypervolume for two); absent otherwise.
+    front: FrontSummary | None = None
 
     def hit_rate(self, kind: str | None = None) -> float:
         """Fraction of looked-up children served from the cache (by ``kind``, or any kind)."""
@@ -147,6 +150,10 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     funnel = funnel_text(summary.funnel)
     if funnel is not None:
         rows.insert(-1, ("cascade funnel", funnel))
+    if summary.front is not None:
+        rows[1] = ("objective", f"{summary.direction} {summary.objective} ("
+                   + ", ".join(f"{o['direction']} {o['metric']}" for o in summary.front.objectives) + ")")
+        rows.insert(-1, ("Pareto front", front_line(summary.front)))
     return rows
 
 
@@ -160,6 +167,11 @@ def summary_markdown(summary: RunSummary) -> str:
     if summary.operators:
         header, rows = operator_table(summary.operators)
         lines += ["", "## Operators", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+    if summary.front is not None:
+        header, rows = front_table(summary.front)
+        lines += ["", f"## Pareto front (by {summary.front.ranked_by})", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
         lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -179,7 +191,9 @@ def write_outputs(run_dir: Path, db: ProgramDB, summary: RunSummary, spec: TaskS
             write_bundle(best.code, target)
         else:
             target.write_text(best.code, encoding="utf-8")
-    (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    # A single-objective run's summary.json is exactly what it always was (no "front": null).
+    dumped = summary.model_dump_json(indent=2, exclude={"front"} if summary.front is None else None)
+    (run_dir / "summary.json").write_text(dumped, encoding="utf-8")
     (run_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     if spec.load_warnings:
         (run_dir / "warnings.txt").write_text("\n".join(spec.load_warnings) + "\n", encoding="utf-8")

@@ -67,6 +67,8 @@ def tune_enabled(spec: TaskSpec, proposer: Any) -> bool:
     process per call), multiplying the cost of each iteration by the budget, and a time-cut
     tuning on a loaded machine would make seeded runs differ: so that is opt-in."""
     tune = spec.search.tune
+    if spec.objective.weights is not None:
+        return False  # the guest tuner optimizes one returned metric; a weighted sum is none (task.py refuses `true`)
     if tune.enabled == "auto":
         cheap = TUNE_HOOK in evaluator_functions(spec.evaluator) and tune.objective == "auto"
         return bool(proposer.tune_by_default) and (cheap or tune.evaluations is not None)
