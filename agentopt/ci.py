@@ -29,7 +29,7 @@ from agentopt import __version__
 from agentopt.errors import AgentoptError
 from agentopt.evaluate import evaluate_program
 from agentopt.sandbox.factory import make_sandbox
-from agentopt.task import TaskSpec
+from agentopt.task import Direction, TaskSpec
 
 Verdict = Literal["pass", "improved", "regression", "failed"]
 
@@ -130,11 +130,27 @@ def load_baseline(path: Path) -> Baseline:
         raise AgentoptError(f"{path}: invalid baseline: {loc}: {first['msg']}") from None
 
 
-def write_baseline(path: Path, spec: TaskSpec, samples: list[float], program: Path) -> Baseline:
+def gated_metric(spec: TaskSpec, metric: str | None) -> tuple[str, Direction]:
+    """The metric ``--metric`` names and its direction: by default the task's score (its metric,
+    or with several objectives the primary one or the weighted sum); else one of the objectives."""
+    objective = spec.objective
+    if metric is None or metric == objective.metric:
+        return objective.metric, objective.direction
+    for entry in objective.objectives:
+        if entry.metric == metric:
+            return entry.metric, entry.direction
+    names = ", ".join(dict.fromkeys([objective.metric, *(m.metric for m in objective.objectives)]))
+    raise AgentoptError(f"--metric {metric!r}: not an objective of this task (choose from: {names})")
+
+
+def write_baseline(
+    path: Path, spec: TaskSpec, samples: list[float], program: Path, gated: tuple[str, Direction] | None = None
+) -> Baseline:
+    metric, direction = gated or (spec.objective.metric, spec.objective.direction)
     baseline = Baseline(
         task=spec.display_name,
-        metric=spec.objective.metric,
-        direction=spec.objective.direction,
+        metric=metric,
+        direction=direction,
         samples=samples,
         program_sha256=hashlib.sha256(program.read_bytes()).hexdigest(),
         agentopt_version=__version__,
@@ -145,8 +161,11 @@ def write_baseline(path: Path, spec: TaskSpec, samples: list[float], program: Pa
     return baseline
 
 
-async def sample_scores(spec: TaskSpec, program: Path, repeats: int) -> tuple[list[float], str | None]:
-    """Evaluate ``program`` ``repeats`` times in the task's sandbox. Returns (scores, first error)."""
+async def sample_scores(
+    spec: TaskSpec, program: Path, repeats: int, metric: str | None = None
+) -> tuple[list[float], str | None]:
+    """Evaluate ``program`` ``repeats`` times in the task's sandbox. Returns (scores, first error).
+    ``metric``: sample that objective's value instead of the score (``--metric``)."""
     sandbox = make_sandbox(spec.sandbox)
     scores: list[float] = []
     try:
@@ -154,7 +173,10 @@ async def sample_scores(spec: TaskSpec, program: Path, repeats: int) -> tuple[li
             result = await evaluate_program(sandbox, spec, program)
             if result.error is not None or result.score is None:
                 return scores, result.error or "no score"
-            scores.append(float(result.score))
+            value = result.score if metric is None or metric == spec.objective.metric else result.metrics.get(metric)
+            if value is None:
+                return scores, f"the result has no '{metric}'"
+            scores.append(float(value))
     finally:
         await sandbox.close()
     return scores, None
@@ -208,10 +230,13 @@ def run_ci(
     output: Path | None = None,
     update_baseline: bool = False,
     junit: Path | None = None,
+    metric: str | None = None,
 ) -> tuple[int, str]:
-    """Run the gate. Returns (exit code, one-line verdict). 0 pass/improved, 1 regression/failure."""
+    """Run the gate. Returns (exit code, one-line verdict). 0 pass/improved, 1 regression/failure.
+    ``metric`` gates on one objective of a multi-objective task (default: the task's score)."""
     if repeats < 1:
         raise AgentoptError("--repeats must be at least 1")
+    gated = gated_metric(spec, metric)
     started = time.monotonic()
     program = spec.program
     if budget is not None:
@@ -222,17 +247,17 @@ def run_ci(
         if summary.best_program_path:
             program = Path(summary.best_program_path)
     baseline = None if update_baseline else load_baseline(baseline_path)
-    samples, error = asyncio.run(sample_scores(spec, program, repeats))
+    samples, error = asyncio.run(sample_scores(spec, program, repeats, gated[0]))
     if update_baseline:
         if error is not None:
             return 1, f"ci: cannot write a baseline: the program failed: {error}"
-        written = write_baseline(baseline_path, spec, samples, program)
+        written = write_baseline(baseline_path, spec, samples, program, gated)
         return 0, f"ci: baseline written to {baseline_path} ({written.metric} mean {written.mean:.6g}, n={len(samples)})"
     assert baseline is not None
-    if baseline.metric != spec.objective.metric or baseline.direction != spec.objective.direction:
+    if (baseline.metric, baseline.direction) != gated:
         raise AgentoptError(
             f"{baseline_path}: baseline is for {baseline.direction} {baseline.metric}, "
-            f"the task optimizes {spec.objective.direction} {spec.objective.metric}; update the baseline"
+            f"the task optimizes {gated[1]} {gated[0]}; update the baseline"
         )
     if error is not None:
         comparison = Comparison(verdict="failed", reason=f"the program failed evaluation: {error}", samples=samples,

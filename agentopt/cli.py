@@ -216,7 +216,7 @@ def validate(
         err_console.print(f"[yellow]warning:[/] {_inert(warning)}")
     console.print(
         f"[green]ok[/]: {spec.display_name} — program {spec.program.name}, evaluator {spec.evaluator.name}, "
-        f"{spec.search.iterations} iterations, {spec.objective.direction} {spec.objective.metric}",
+        f"{spec.search.iterations} iterations, {spec.objective.describe()}",
         highlight=False,
     )
     if run:
@@ -386,6 +386,10 @@ def ci(
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write a new baseline and exit 0.")]
     = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here.")] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="Gate on this objective of a multi-objective task (default: the primary / score)."),
+    ] = None,
 ) -> None:
     """Gate CI: exit 1 when the program regresses against the baseline (one-line reason)."""
     from agentopt.ci import run_ci
@@ -403,6 +407,7 @@ def ci(
         output=output,
         update_baseline=update_baseline,
         junit=junit,
+        metric=metric,
     )
     (console if code == 0 else err_console).print(_inert(line), highlight=False, soft_wrap=True)
     raise typer.Exit(code)

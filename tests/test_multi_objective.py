@@ -15,13 +15,18 @@ from typing import Any
 
 import pytest
 
+from agentopt.evolve.charts import front_chart
 from agentopt.evolve.controller import EvolutionController
 from agentopt.evolve.db import ProgramDB, ProgramDBError
 from agentopt.evolve.pareto import front
+from agentopt.evolve.front import ObjectivePoint, front_summary
 from agentopt.evolve.proposers import SymbolicProposer
+from agentopt.evolve.report import build_html
+from agentopt.evolve.runview import RunView
 from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob
-from agentopt.task import load_task
+from agentopt.task import Objective, load_task
+from agentopt.watch.pages import dashboard
 
 PROGRAM = "# EVOLVE-BLOCK-START\ndef solve():\n    return 3.5 * 2.0 + 1.25\n# EVOLVE-BLOCK-END\n"
 OBJECTIVE = "objective: [{metric: gain, direction: maximize}, {metric: cost, direction: minimize}]\n"
@@ -111,6 +116,18 @@ def test_run_keeps_fronts_reproduces_and_resumes_exactly(tmp_path: Path) -> None
     assert saved["front"]["members"][0]["program_id"] == members[0].program_id
     assert "## Pareto front (by gain)" in (tmp_path / "ref" / "summary.md").read_text()
 
+    # The HTML report and the dashboard show the same front: scatter, table, hypervolume.
+    page = build_html(tmp_path / "ref")
+    assert "Pareto front (by gain)" in page and 'aria-label="Pareto front: gain against cost"' in page
+    assert all(m.program_id in page for m in members) and "hypervolume" in page
+    view = RunView(tmp_path / "ref")
+    try:
+        assert view.front() == reference.front
+        live = dashboard(view, "ref", False)
+        assert "Pareto front (by gain)" in live and f"program/{members[0].program_id}" in live
+    finally:
+        view.close()
+
     # Each island's front (kept incrementally, rebuilt on reopen) is the non-dominated set of its members.
     spec = load_task(task)
     with ProgramDB.open(tmp_path / "ref" / "programs.db", objective=spec.objective, search=spec.search) as db:
@@ -171,3 +188,42 @@ def test_parents_and_top_inspirations_come_from_the_front() -> None:
     # With no top share, the mix reaches dominated members too (the exploration share).
     pop, want = _population(top_share=0.0)
     assert set(pop.choose_parent(rng, pop.islands[0]) for _ in range(200)) - want
+
+
+def test_ci_gates_on_a_chosen_metric(tmp_path: Path) -> None:
+    from agentopt.ci import run_ci
+    from agentopt.errors import AgentoptError
+
+    program = "# EVOLVE-BLOCK-START\nVALUES = [2.0, 1.0]\n# EVOLVE-BLOCK-END\n"
+    (tmp_path / "program.py").write_text(program)
+    (tmp_path / "evaluator.py").write_text(
+        "import ast, re\n"
+        "def evaluate(program_path):\n"
+        "    values = ast.literal_eval(re.search(r'VALUES = (.*)', open(program_path).read()).group(1))\n"
+        "    return {'gain': sum(values), 'cost': sum(v * v for v in values)}\n"
+    )
+    (tmp_path / "task.yaml").write_text("name: gate\nprogram: program.py\nevaluator: evaluator.py\n" + OBJECTIVE)
+    spec = load_task(tmp_path / "task.yaml")
+    baseline = tmp_path / "cost.json"
+    code, line = run_ci(spec, baseline_path=baseline, repeats=1, update_baseline=True, metric="cost")
+    assert code == 0 and "cost mean 5" in line
+    assert json.loads(baseline.read_text())["direction"] == "minimize"
+    (tmp_path / "program.py").write_text(program.replace("[2.0, 1.0]", "[2.0, 2.0]"))  # more gain, more cost
+    code, line = run_ci(spec, baseline_path=baseline, repeats=1, metric="cost")
+    assert code == 1 and "REGRESSION" in line and "cost 8" in line
+    with pytest.raises(AgentoptError, match="baseline is for minimize cost, the task optimizes maximize gain"):
+        run_ci(spec, baseline_path=baseline, repeats=1)  # default: the primary metric
+    with pytest.raises(AgentoptError, match=r"--metric 'time': not an objective of this task \(choose from: gain, cost\)"):
+        run_ci(spec, baseline_path=baseline, repeats=1, metric="time")
+
+
+def test_three_objectives_front_summary_and_chart() -> None:
+    objective = Objective.model_validate({"metrics": [{"metric": "a"}, {"metric": "b", "direction": "minimize"},
+                                                      {"metric": "c"}], "primary": "c"})  # fmt: skip
+    raw = [(1, 1, 0), (2, 2, 0), (1, 1, 5), (0, 0, 1), (2, 3, 0)]  # (2,3,0) dominated by (2,2,0); (1,1,0) by (1,1,5)
+    points = [ObjectivePoint(f"p{i}", i, i, float(v[2]), tuple(map(float, v))) for i, v in enumerate(raw)]
+    summary = front_summary(points, objective)
+    assert [m.program_id for m in summary.members] == ["p2", "p3", "p1"]  # by c, the primary, best first
+    assert summary.hypervolume is None and summary.hypervolume_history == []
+    svg = front_chart(points, summary)
+    assert svg.count('fill="#1a8a4a"') == 3 and "<path" not in svg  # no 2-D staircase for 3 objectives

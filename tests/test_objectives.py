@@ -86,3 +86,37 @@ def test_json_schema_accepts_the_list_form() -> None:
     assert {"$ref": "#/$defs/Objective"} in forms
     assert any(f.get("type") == "array" and f["items"] == {"$ref": "#/$defs/ObjectiveMetric"} for f in forms)
     assert {"metrics", "primary", "weights", "reference"} <= set(schema["$defs"]["Objective"]["properties"])
+
+
+def _scored(objective: Objective, value: dict) -> object:
+    from agentopt.evaluate import result_from_value, score_objectives
+
+    return score_objectives(result_from_value(value, objective.metrics[0].metric), objective, value)
+
+
+def test_every_objective_must_be_in_the_result() -> None:
+    obj = Objective.model_validate([{"metric": "err", "direction": "minimize"}, {"metric": "ops", "direction": "minimize"}])
+    ok = _scored(obj, {"err": 0.5, "ops": 3, "note": "x"})
+    assert ok.score == 0.5 and ok.metrics["ops"] == 3
+    missing = _scored(obj, {"err": 0.5, "time": 1})
+    assert missing.score is None and missing.error == "evaluator returned no 'ops' (objective.metrics); it returned: 'err', 'time'"
+    assert "non-finite" in _scored(obj, {"err": 0.5, "ops": float("nan")}).error
+    assert "boolean for 'ops'" in _scored(obj, {"err": 0.5, "ops": True}).error
+    lenient = obj.model_copy(update={"if_missing": "mean"})
+    assert _scored(lenient, {"err": 1.0, "time": 3.0}).metrics["ops"] == 2.0  # OpenEvolve's mean, per metric
+
+
+def test_weighted_score_and_settings_aggregate_each_metric_in_its_direction() -> None:
+    from agentopt.evaluate import EvalResult, combine_settings
+
+    obj = Objective.model_validate({"metrics": [{"metric": "err", "direction": "minimize"}, {"metric": "acc"}],
+                                    "weights": {"err": 1, "acc": 2}})  # fmt: skip
+    scored = _scored(obj, {"err": 0.5, "acc": 0.75})
+    assert scored.score == pytest.approx(1.0) and scored.metrics[WEIGHTED_METRIC] == pytest.approx(1.0)
+    per_setting = [
+        ("a", EvalResult(metrics={"err": 0.1, "acc": 0.9}, score=1.7)),
+        ("b", EvalResult(metrics={"err": 0.3, "acc": 0.8}, score=1.3)),
+    ]
+    combined = combine_settings(per_setting, obj)  # worst: the largest err, the smallest acc
+    assert combined.metrics["err"] == 0.3 and combined.metrics["acc"] == 0.8
+    assert combined.score == pytest.approx(2 * 0.8 - 0.3) and combined.metrics["acc@a"] == 0.9

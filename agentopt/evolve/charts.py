@@ -12,10 +12,12 @@ import html
 import math
 from collections.abc import Callable
 
+from agentopt.evolve.front import FrontSummary, ObjectivePoint
 from agentopt.evolve.runview import GridView, ScoreSeries
 
 W, H = 900, 300
 MAX_STEP_DOTS = 200
+MAX_SCATTER_DOTS = 4000  # front scatter: dominated programs beyond this are thinned evenly
 PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 26, 44
 
 
@@ -224,4 +226,63 @@ def grid_chart(grid: GridView, *, maximize: bool, link: Callable[[str], str] | N
         f'aria-label="island {grid.island} MAP-Elites grid" xmlns="http://www.w3.org/2000/svg">'
         f'{"".join(rects)}{axes}</svg><figcaption>island {grid.island}: {len(grid.cells)} elites, '
         f"{grid.members} members; colour: score {fmt_tick(lo_s)} (pale) … {fmt_tick(hi_s)} (dark)</figcaption></figure>"
+    )
+
+
+def front_chart(points: list[ObjectivePoint], front: FrontSummary, *, link: Callable[[str], str] | None = None) -> str:
+    """Every valid program on the first two objectives, the Pareto front highlighted (a step
+    line through its members, each a dot linking to the program). With more than two
+    objectives the front members are non-dominated over all of them, so some look dominated
+    in this projection; the table next to it holds every value."""
+    if len(front.objectives) < 2 or not points:
+        return '<p class="muted">no valid program yet</p>'
+    (mx, dx), (my, dy) = ((o["metric"], o["direction"]) for o in front.objectives[:2])
+    on_front = {m.program_id for m in front.members}
+    xs = [p.values[0] for p in points]
+    ys = [p.values[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if x1 <= x0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    if y1 <= y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    mxg, myg = (x1 - x0) * 0.04, (y1 - y0) * 0.04
+    x0, x1, y0, y1 = x0 - mxg, x1 + mxg, y0 - myg, y1 + myg
+    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def sx(x: float) -> float:
+        return PAD_L + (x - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return PAD_T + ph - (y - y0) / (y1 - y0) * ph
+
+    others = [p for p in points if p.program_id not in on_front]
+    step = max(1, math.ceil(len(others) / MAX_SCATTER_DOTS))
+    body = [
+        f'<circle cx="{sx(p.values[0]):.1f}" cy="{sy(p.values[1]):.1f}" r="2.2" fill="#7a9cc6" fill-opacity=".55"/>'
+        for p in others[::step]
+    ]
+    members = sorted((p for p in points if p.program_id in on_front), key=lambda p: (p.values[0], p.values[1]))
+    if len(front.objectives) == 2 and len(members) > 1:
+        # The staircase bounding what the front dominates: between two members (by x), the
+        # corner lies at the next x and this y when x is minimized, else at this x and the next y.
+        d = [f"M{sx(members[0].values[0]):.1f},{sy(members[0].values[1]):.1f}"]
+        for prev, p in zip(members, members[1:], strict=False):
+            cx, cy = (p.values[0], prev.values[1]) if dx == "minimize" else (prev.values[0], p.values[1])
+            d.append(f"L{sx(cx):.1f},{sy(cy):.1f}L{sx(p.values[0]):.1f},{sy(p.values[1]):.1f}")
+        body.append(f'<path d="{"".join(d)}" fill="none" stroke="#1a8a4a" stroke-width="1.6"/>')
+    for p in members:
+        dot = (f'<circle cx="{sx(p.values[0]):.1f}" cy="{sy(p.values[1]):.1f}" r="3.6" fill="#1a8a4a">'
+               f"<title>{_esc(p.program_id)} (iteration {p.iteration}): {_esc(mx)} {fmt_tick(p.values[0])}, "
+               f"{_esc(my)} {fmt_tick(p.values[1])}</title></circle>")  # fmt: skip
+        body.append(f'<a href="{_esc(link(p.program_id))}">{dot}</a>' if link else dot)
+    thinned = f" (every {step}th dominated one drawn)" if step > 1 else ""
+    legend = (
+        f'<text x="{W - PAD_R}" y="{PAD_T - 9}" text-anchor="end" class="legend">'
+        f"● {len(points)} valid programs{_esc(thinned)}   ● front: {len(members)}</text>"
+    )
+    arrow = {"maximize": "higher is better", "minimize": "lower is better"}
+    axes = _axes(sx, sy, nice_ticks(x0, x1), nice_ticks(y0, y1), f"{mx} ({arrow[dx]})", f"{my} ({arrow[dy]})")
+    return (
+        f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="Pareto front: {_esc(mx)} '
+        f'against {_esc(my)}" xmlns="http://www.w3.org/2000/svg">{axes}{"".join(body)}{legend}</svg>'
     )

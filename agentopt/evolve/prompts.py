@@ -86,8 +86,14 @@ def language_from_path(path: str) -> str:
     return _SUFFIX_LANGUAGE.get(path[dot:].lower(), "python") if dot != -1 else "python"
 
 
-def goal_text(objective_metric: str, direction: str) -> str:
-    """The goal sentence every prompt (and every meta-prompt variant) states."""
+def goal_text(objective_metric: str, direction: str, trade_offs: Sequence[tuple[str, str]] = ()) -> str:
+    """The goal sentence every prompt (and every meta-prompt variant) states. ``trade_offs``:
+    the ``(metric, direction)`` objectives of a multi-objective run, named so the model knows
+    that a program better on one without losing on the others is progress too."""
+    if trade_offs:
+        listed = ", ".join(f"{d} '{_clean(m, 60)}'" for m, d in trade_offs)
+        return (f"{listed} at once (several objectives: a program that no other beats on all of them is kept; "
+                f"the score shown is '{_clean(objective_metric, 60)}', {direction}d)")  # fmt: skip
     better = "higher" if direction == "maximize" else "lower"
     return f"{direction} the metric '{_clean(objective_metric, 60)}' ({better} is better)"
 
@@ -358,6 +364,7 @@ def build_messages(
     max_code_length: int = 20000,
     language: str = "python",
     compact: bool = False,
+    trade_offs: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, str]]:
     """Chat messages (system + user) asking for one improvement of ``parent``.
 
@@ -377,7 +384,7 @@ def build_messages(
     except BlockError:
         n_blocks = 0
     has_blocks = n_blocks > 0
-    goal = goal_text(objective_metric, direction)
+    goal = goal_text(objective_metric, direction, trade_offs)
     files = _bundle_files(parent.code)
     names = list(files) if files is not None else None
     if compact:

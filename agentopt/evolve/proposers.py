@@ -79,6 +79,11 @@ def _improved(spec: TaskSpec, child: Child, program: Program | None) -> bool:
     )
 
 
+def _trade_offs(spec: TaskSpec) -> list[tuple[str, str]]:
+    """A multi-objective run's ``(metric, direction)`` pairs for the prompt's goal; [] otherwise."""
+    return [(m.metric, m.direction) for m in spec.objective.metrics]
+
+
 class _PlanExecute:
     """``propose`` for callers outside the pipelined controller: :meth:`plan` then :meth:`execute`.
 
@@ -388,7 +393,7 @@ class LLMProposer(_PlanExecute):
         system_message = spec.llm.system_message
         if self.meta is not None:
             variant = self.meta.choose(rng)
-            goal = goal_text(spec.objective.metric, spec.objective.direction)
+            goal = goal_text(spec.objective.metric, spec.objective.direction, _trade_offs(spec))
             system_message = self.meta.render(variant, language=self.language, goal=goal)
             mutation["prompt_variant"] = variant.id
         messages = build_messages(
@@ -403,11 +408,12 @@ class LLMProposer(_PlanExecute):
             system_message=system_message,
             max_code_length=spec.search.max_code_length,
             language=self.language,
+            trade_offs=_trade_offs(spec),
         )
         # "request": extra keyword arguments for the client (e.g. a grammar), JSON like the rest.
         plan: dict[str, Any] = {"model": model.name, "messages": messages, "mutation": mutation}
         if self.meta is not None and iteration % spec.llm.meta_prompt_interval == 0:
-            goal = goal_text(spec.objective.metric, spec.objective.direction)
+            goal = goal_text(spec.objective.metric, spec.objective.direction, _trade_offs(spec))
             meta_messages, parents = self.meta.proposal_messages(
                 language=self.language, goal=goal, task_description=spec.description
             )

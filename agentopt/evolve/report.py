@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from agentopt.errors import AgentoptError
-from agentopt.evolve.charts import CHART_CSS, grid_chart, score_chart
+from agentopt.evolve.charts import CHART_CSS, front_chart, grid_chart, score_chart
 from agentopt.evolve.failures import failures_html
+from agentopt.evolve.front import front_line, front_table
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.runview import OperatorStats, RunInfo, RunView, format_score, unified_diff
 from agentopt.evolve.summary import RunSummary, read_summary, summary_rows
@@ -135,6 +136,29 @@ def report_rows(run_dir: Path, view: RunView | None = None) -> tuple[list[tuple[
     return summary_rows(summary), info
 
 
+def front_html(view: RunView, *, link: Any = None, limit: int | None = None) -> str:
+    """Several objectives: the front's size and hypervolume, the scatter of every valid program
+    with the front highlighted, and the front table (best scalar first); "" for one objective.
+    Shared by the HTML report and the watch dashboard (which passes a row ``limit``)."""
+    points = view.objective_points()
+    front = view.front(points)
+    if front is None:
+        return ""
+    header, rows = front_table(front, limit=limit)
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    cells = []
+    for row in rows:
+        pid = row[-2]
+        shown = f'<a href="{_esc(link(pid))}">{_esc(pid)}</a>' if link else _esc(pid)
+        cells.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row[:-2]) + f"<td>{shown}</td><td>{_esc(row[-1])}</td></tr>")
+    more = len(front.members) - len(rows)
+    tail = f"<p class=muted>{more} more front members in summary.json</p>" if more > 0 else ""
+    return (
+        f"<h2>Pareto front (by {_esc(front.ranked_by)})</h2><p>{_esc(front_line(front))}</p>"
+        f"{front_chart(points, front, link=link)}<table><tr>{head}</tr>{''.join(cells)}</table>{tail}"
+    )
+
+
 def operators_table(ops: dict[str, OperatorStats]) -> str:
     """Per-operator children, failures, improvements over the parent and new bests (shared
     with the watch dashboard)."""
@@ -174,6 +198,7 @@ def build_html(run_dir: Path) -> str:
             f"<table>{rows_html}</table>",
             f"<h2>{_esc(info.metric)} over iterations</h2>{score_chart(view.score_series(), info.metric, maximize=maximize)}",
             f"<p>{info.programs} programs, {info.failed} failed.</p>",
+            front_html(view),
             f"<h2>MAP-Elites grid</h2><div>{grids or '<p class=muted>no grid cells</p>'}</div>",
             f"<h2>Operators</h2>{operators_table(view.operators())}",
             f"<h2>Failures and rejected children</h2>{failures_html(view.failure_groups())}",

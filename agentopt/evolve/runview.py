@@ -31,9 +31,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from agentopt.errors import AgentoptError
-from agentopt.evolve.db import FORMAT_NAME, Program, _unpack, replay_into, selection_params
+from agentopt.evolve.db import (
+    FORMAT_NAME,
+    Program,
+    _unpack,
+    objective_directions,
+    objective_vectors,
+    read_objective_points,
+    replay_into,
+    selection_params,
+)
 from agentopt.evolve.failures import FailureGroup as ReasonGroup
 from agentopt.evolve.failures import group_failures, normalize_reason, used_llm
+from agentopt.evolve.front import FrontSummary, ObjectivePoint, front_summary
 from agentopt.evolve.operator_stats import operator_name
 from agentopt.evolve.selection import Population
 from agentopt.task import Objective, SearchSpec
@@ -625,9 +635,23 @@ class RunView:
                 ))  # fmt: skip
             return out
 
+    def objective_points(self) -> list[ObjectivePoint]:
+        """Several objectives: every valid program's objective vector (empty otherwise)."""
+        try:
+            return read_objective_points(self._conn(), self.objective)
+        except sqlite3.DatabaseError as err:
+            raise RunViewError(f"{self.db_path}: not readable as an agentopt run ({err})") from None
+
+    def front(self, points: list[ObjectivePoint] | None = None) -> FrontSummary | None:
+        """Several objectives: the run's Pareto front now (as the summary reports it); None otherwise."""
+        if not self.objective.is_multi:
+            return None
+        return front_summary(self.objective_points() if points is None else points, self.objective)
+
     def _follow_population(self) -> None:
         if self._pop is None:
-            self._pop = Population(selection_params(self.search), self.objective.direction)
+            directions = objective_directions(self.objective)
+            self._pop = Population(selection_params(self.search), self.objective.direction, directions)
         conn = self._conn()
         conn.execute("BEGIN")  # one snapshot for programs and migrations
         try:
@@ -639,11 +663,12 @@ class RunView:
                 "SELECT seq, id, iteration, island, score, rankable, features FROM programs WHERE seq > ? ORDER BY seq",
                 (self._pop_seq,),
             ).fetchall()
+            vectors = objective_vectors(conn, self.objective, self._pop_seq)
         finally:
             conn.execute("COMMIT")
         if moves:
             self._pop_ord = moves[-1][0]
-        _, last = replay_into(self._pop, [m[1:] for m in moves], rows, self.objective.direction)
+        _, last = replay_into(self._pop, [m[1:] for m in moves], rows, self.objective.direction, vectors)
         if last is not None:
             self._pop_seq = last
 

@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from agentopt.evolve.charts import grid_chart, score_chart
-from agentopt.evolve.report import llm_table, operators_table
+from agentopt.evolve.front import FRONT_SHOWN
+from agentopt.evolve.report import front_html, llm_table, operators_table
 from agentopt.evolve.runview import (
     ProgramRow,
     RunInfo,
@@ -112,6 +113,7 @@ def dashboard(view: RunView, name: str, multi: bool) -> str:
         f'<h1>{esc(info.name)} <span class="muted">{esc(name)}</span></h1>',
         summary,
         f"<h2>{esc(info.metric)} over iterations</h2>{chart}",
+        front_html(view, link=lambda pid: f"{base}program/{quote(pid, safe='')}", limit=FRONT_SHOWN),
         f"<h2>Operators</h2>{_counting(view)}{operators_table(view.operators(wait=False))}",
         f"<h2>MAP-Elites grids</h2><div class=grids>{grids}</div>",
         f"<h2>Failures</h2>{_counting(view)}{failures_table(view, base, limit=5)}",
