@@ -151,8 +151,8 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     if funnel is not None:
         rows.insert(-1, ("cascade funnel", funnel))
     if summary.front is not None:
-        rows[1] = ("objective", f"{summary.direction} {summary.objective} ("
-                   + ", ".join(f"{o['direction']} {o['metric']}" for o in summary.front.objectives) + ")")
+        listed = ", ".join(f"{o['direction']} {o['metric']}" for o in summary.front.objectives)
+        rows[1] = ("objective", f"{listed} (best program by {summary.direction} {summary.objective})")
         rows.insert(-1, ("Pareto front", front_line(summary.front)))
     return rows
 
