@@ -18,8 +18,8 @@ import pytest
 from agentopt.evolve.charts import front_chart
 from agentopt.evolve.controller import EvolutionController
 from agentopt.evolve.db import ProgramDB, ProgramDBError
-from agentopt.evolve.pareto import front
 from agentopt.evolve.front import ObjectivePoint, front_summary
+from agentopt.evolve.pareto import front
 from agentopt.evolve.proposers import SymbolicProposer
 from agentopt.evolve.report import build_html
 from agentopt.evolve.runview import RunView
