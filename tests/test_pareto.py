@@ -87,3 +87,21 @@ def test_hypervolume_2d_by_hand() -> None:
     assert hypervolume_2d([], MINMIN, (2, 2)) == 0.0
     with pytest.raises(ValueError):
         hypervolume_2d(points, ("minimize",) * 3, (1, 1, 1))
+
+
+@pytest.mark.parametrize("metrics", [2, 3])
+def test_incremental_front_index_equals_the_batch_front(metrics: int) -> None:
+    import random
+
+    from agentopt.evolve.pareto import FrontIndex
+
+    rng = random.Random(metrics)
+    directions = ("minimize",) * metrics
+    points = [tuple(float(rng.randint(0, 6)) for _ in range(metrics)) for _ in range(300)]  # many ties and duplicates
+    index = FrontIndex(metrics)
+    members: set[int] = set()
+    for i, p in enumerate(points):
+        evicted = index.add(i, p)
+        if evicted is not None:
+            members = (members - set(evicted)) | {i}
+    assert members == set(front(points, directions)) and len(index) == len(members)

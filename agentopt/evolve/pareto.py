@@ -1,9 +1,10 @@
 """Pareto fronts over several objectives: dominance, non-dominated sorting, NSGA-II crowding
 distance and the exact 2-D hypervolume. Pure functions over plain floats, no store.
 
-Why here and hand-written: the sizes are small (an island's members, a run's programs), an
-O(M N^2) sort is instant at those sizes, and no declared dependency offers it (pymoo would be
-a heavy one for forty lines).
+Why here and hand-written: no declared dependency offers it (pymoo would be a heavy one for a
+page of code), the one-off sorts run over a run's programs (an O(M N^2) sort is instant at
+those sizes), and the hot path, keeping an island's front as programs arrive, needs an
+incremental structure (:class:`FrontIndex`: O(log F) per insert for two objectives).
 
 Conventions: a point is a sequence of metric values in objective order; ``directions`` says
 per metric whether larger (``maximize``) or smaller (``minimize``) is better. A point with a
@@ -15,8 +16,11 @@ index order, ties by index), so seeded runs that use these functions reproduce e
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from typing import Literal
+
+import numpy as np
 
 Direction = Literal["maximize", "minimize"]
 Point = Sequence[float]
@@ -84,26 +88,36 @@ def crowding_distances(points: Sequence[Point], directions: Sequence[Direction])
     """NSGA-II crowding distance of each point of one front: per metric, the gap between its two
     neighbours (sorted by that metric) over the metric's range, summed; the two extremes of a
     metric get infinity. A metric without spread adds nothing. Ties keep index order, so equal
-    points get a fixed (not random) share of the boundary."""
+    points get a fixed (not random) share of the boundary. (Directions do not change it.)"""
     n = len(points)
     if n <= 2:
         return [math.inf] * n
-    distances = [0.0] * n
-    for m in range(len(directions)):
-        order = sorted(range(n), key=lambda i: (float(points[i][m]), i))
-        low, high = float(points[order[0]][m]), float(points[order[-1]][m])
+    return crowding_array(np.asarray(points, dtype=float).reshape(n, len(directions))).tolist()
+
+
+def crowding_array(values: np.ndarray) -> np.ndarray:
+    """:func:`crowding_distances` of the rows of an ``(F, M)`` array, vectorized: selection
+    recomputes it whenever an island's front changes, and a front can hold thousands."""
+    n = values.shape[0]
+    if n <= 2:
+        return np.full(n, math.inf)
+    distances = np.zeros(n)
+    index = np.arange(n)
+    for m in range(values.shape[1]):
+        column = values[:, m]
+        order = np.lexsort((index, column))
+        ranked = column[order]
+        span = ranked[-1] - ranked[0]
+        if span > 0:
+            distances[order[1:-1]] += (ranked[2:] - ranked[:-2]) / span
         distances[order[0]] = distances[order[-1]] = math.inf
-        span = high - low
-        if not span > 0:
-            continue
-        for pos in range(1, n - 1):
-            i = order[pos]
-            if distances[i] != math.inf:
-                distances[i] += (float(points[order[pos + 1]][m]) - float(points[order[pos - 1]][m])) / span
     return distances
 
 
-def crowding_weights(distances: Sequence[float], num_metrics: int, floor: float = 0.1) -> list[float]:
+CROWDING_FLOOR = 0.1  # every front member keeps at least this selection weight
+
+
+def crowding_weights(distances: Sequence[float], num_metrics: int, floor: float = CROWDING_FLOOR) -> list[float]:
     """Selection weights from crowding distances: isolated points are drawn more often. An
     extreme (infinite distance) weighs as much as the largest possible interior one (``2 M``:
     each metric adds at most 2 range-normalized gaps); ``floor`` keeps crowded points drawable."""
@@ -127,3 +141,52 @@ def hypervolume_2d(points: Sequence[Point], directions: Sequence[Direction], ref
             area += (ref[0] - x) * (best_y - y)
             best_y = y
     return area
+
+
+class FrontIndex:
+    """The non-dominated set of the oriented points added so far, kept incrementally.
+
+    ``add`` answers whether a newcomer enters and which members it evicts. Two objectives use
+    a list sorted by the first coordinate (along a 2-D front the second then strictly falls),
+    so the dominance test is one bisect and evictions are a contiguous run: O(log F + evicted).
+    More objectives compare against every member: O(M F).
+    """
+
+    def __init__(self, num_metrics: int) -> None:
+        self._two = num_metrics == 2
+        self._sorted: list[tuple[float, float, int]] = []  # two metrics: (x, y, id) by x
+        self._points: dict[int, Oriented] = {}
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def add(self, ident: int, point: Oriented) -> list[int] | None:
+        """Insert ``point`` under ``ident``: None when a member dominates it (nothing changes),
+        else the ids of the members it dominates, which leave."""
+        evicted = self._add_two(ident, point) if self._two else self._add_many(ident, point)
+        if evicted is not None:
+            for gone in evicted:
+                del self._points[gone]
+            self._points[ident] = point
+        return evicted
+
+    def _add_two(self, ident: int, point: Oriented) -> list[int] | None:
+        x, y = point
+        members = self._sorted
+        at = bisect_right(members, (x, math.inf, math.inf))
+        if at and members[at - 1][1] <= y and members[at - 1][:2] != (x, y):
+            return None  # the member with the largest x <= ours has a y <= ours
+        evicted: list[int] = []
+        j = bisect_left(members, (x, -math.inf, -math.inf))
+        while j < len(members) and members[j][1] >= y:
+            if members[j][:2] == (x, y):
+                j += 1  # an equal point: both stay
+            else:
+                evicted.append(members.pop(j)[2])
+        insort(members, (x, y, ident))
+        return evicted
+
+    def _add_many(self, ident: int, point: Oriented) -> list[int] | None:
+        if any(dominates(member, point) for member in self._points.values()):
+            return None
+        return [i for i, member in self._points.items() if dominates(point, member)]

@@ -40,8 +40,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from agentopt.evolve.features import BinMapper, Cell
-from agentopt.evolve.pareto import Oriented, crowding_distances, crowding_weights, dominates, orient
+from agentopt.evolve.pareto import CROWDING_FLOOR, FrontIndex, crowding_array, orient
 
 Key = tuple[float, int, int]  # (k, iteration, seq): lower is better
 Direction = Literal["maximize", "minimize"]
@@ -84,6 +86,10 @@ class Island:
     last_failed: int | None = None
     front: list[Key] = field(default_factory=list)  # several objectives: the non-dominated members, by key
     front_members: set[int] = field(default_factory=set)  # membership test only, never iterated
+    front_index: FrontIndex | None = None  # the incremental dominance structure behind `front`
+    front_points: np.ndarray | None = None  # oriented objective vectors, one row per `front` entry
+    # (front seqs, cumulative crowding weights) for draws; None after the front changed.
+    front_weights: tuple[list[int], np.ndarray] | None = None
 
     def top(self, n: int) -> list[int]:
         """Seqs of the ``n`` best members, best first."""
@@ -117,7 +123,6 @@ class Population:
         self.direction: Direction = direction
         # Several objectives: their directions (the front is kept); None for a single score.
         self.objectives = objectives if objectives and len(objectives) > 1 else None
-        self._oriented: dict[int, Oriented] = {}
         self.records: dict[int, Record] = {}
         self.islands = [Island(i, BinMapper(params.bins)) for i in range(params.num_islands)]
         self.size = 0  # island memberships of ranked programs (the capped population)
@@ -197,20 +202,25 @@ class Population:
     def _front_join(self, rec: Record, island: Island) -> None:
         """Keep ``island.front`` the non-dominated set of its members (see the module docstring)."""
         assert self.objectives is not None and rec.key is not None
-        point = self._oriented.get(rec.seq)
+        point = orient(rec.values, self.objectives)
         if point is None:
-            point = orient(rec.values, self.objectives)
-            if point is None:
-                return
-            self._oriented[rec.seq] = point
-        if any(dominates(self._oriented[key[2]], point) for key in island.front):
             return
-        beaten = [key for key in island.front if dominates(point, self._oriented[key[2]])]
-        for key in beaten:
-            del island.front[bisect_left(island.front, key)]
-            island.front_members.discard(key[2])
-        insort(island.front, rec.key)
+        if island.front_index is None:
+            island.front_index = FrontIndex(len(self.objectives))
+        evicted = island.front_index.add(rec.seq, point)
+        if evicted is None:
+            return
+        rows = island.front_points if island.front_points is not None else np.empty((0, len(point)))
+        for seq in evicted:
+            at = bisect_left(island.front, self._key(seq))
+            del island.front[at]
+            rows = np.delete(rows, at, axis=0)
+            island.front_members.discard(seq)
+        at = bisect_left(island.front, rec.key)
+        island.front.insert(at, rec.key)
+        island.front_points = np.insert(rows, at, point, axis=0)
         island.front_members.add(rec.seq)
+        island.front_weights = None
 
     def _rebuild_grid(self, island: Island) -> None:
         """Re-bin every member after a range change; best-first order makes each cell's
@@ -322,28 +332,34 @@ class Population:
 
     def front_crowding(self, island: Island) -> list[tuple[int, float]]:
         """``(seq, crowding distance)`` of the island's front members, in front (key) order."""
-        assert self.objectives is not None
-        seqs = [key[2] for key in island.front]
-        distances = crowding_distances([self._oriented[seq] for seq in seqs], self.objectives)
-        return list(zip(seqs, distances, strict=True))
+        distances = crowding_array(island.front_points) if island.front_points is not None else np.empty(0)
+        return list(zip((key[2] for key in island.front), distances.tolist(), strict=True))
 
     def _front_draw(self, rng: random.Random, island: Island, n: int, exclude: set[int] | None = None) -> list[int]:
         """Up to ``n`` distinct front members (not in ``exclude``), each drawn with probability
-        proportional to its crowding weight (an O(F) roulette per draw; F is small)."""
-        assert self.objectives is not None
-        crowding = self.front_crowding(island)
-        weights = crowding_weights([d for _, d in crowding], len(self.objectives))
-        pool = [(seq, w) for (seq, _), w in zip(crowding, weights, strict=True) if not exclude or seq not in exclude]
+        proportional to its crowding weight (:func:`~agentopt.evolve.pareto.crowding_weights`):
+        a bisect into cumulative weights, recomputed (vectorized) only when the front changed;
+        a repeat is drawn again (bounded), like ``_weighted``."""
+        assert self.objectives is not None and island.front_points is not None
+        if island.front_weights is None:
+            cap = 2.0 * len(self.objectives)
+            weights = CROWDING_FLOOR + np.minimum(crowding_array(island.front_points), cap)
+            island.front_weights = ([key[2] for key in island.front], np.cumsum(weights))
+        seqs, cumulative = island.front_weights
+        taken = set(exclude or ())
+        if len(seqs) - len(taken & island.front_members) <= n:
+            return [seq for seq in seqs if seq not in taken]
         chosen: list[int] = []
-        while pool and len(chosen) < n:
-            target = rng.random() * sum(w for _, w in pool)
-            pick = len(pool) - 1
-            for i, (_, w) in enumerate(pool):
-                target -= w
-                if target < 0:
-                    pick = i
+        while len(chosen) < n:
+            for _ in range(MAX_REJECTION_TRIES):
+                at = int(np.searchsorted(cumulative, rng.random() * float(cumulative[-1]), side="right"))
+                seq = seqs[min(at, len(seqs) - 1)]
+                if seq not in taken:
                     break
-            chosen.append(pool.pop(pick)[0])
+            else:  # pathological weights: take the first one left, in front order
+                seq = next(s for s in seqs if s not in taken)
+            chosen.append(seq)
+            taken.add(seq)
         return chosen
 
     def _explore(self, rng: random.Random, island: Island) -> int:
