@@ -8,7 +8,8 @@ prints microseconds per insert, per parent draw, and per insert-then-draw step (
 rhythm: the front changes, so its crowding weights are recomputed) next to the single-objective
 baseline, for
 two shapes: a *trade-off line* (every program is on the front: the worst case for the front's
-size) and a *random cloud* (a front of a few dozen). Also the load, since the machine is shared.
+size) and a *random cloud* (a front of a few dozen); then the time the run summary spends on
+the final front and its hypervolume history. Also the load, since the machine is shared.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agentopt.evolve.front import ObjectivePoint, front_summary  # noqa: E402
 from agentopt.evolve.selection import Population, Record, SelectionParams, rank_key  # noqa: E402
+from agentopt.task import Objective  # noqa: E402
 
 
 def points(shape: str, n: int, seed: int = 0) -> list[tuple[float, float]]:
@@ -67,6 +70,16 @@ def main() -> None:
             two = measure(shape, n, True)
             print(f"| {shape} | {n} | {two[3]} | {one[0]:.1f} / {two[0]:.1f} | {one[1]:.1f} / {two[1]:.1f} "
                   f"| {one[2]:.1f} / {two[2]:.1f} |")
+    print()
+    print("| shape | programs | front size | summary front + hypervolume history, ms |")
+    print("| --- | --- | --- | --- |")
+    objective = Objective.model_validate([{"metric": "gain"}, {"metric": "cost", "direction": "minimize"}])
+    for shape in ("line", "cloud"):
+        for n in sizes:
+            rows = [ObjectivePoint(f"p{i}", i, i, g, (g, c)) for i, (g, c) in enumerate(points(shape, n))]
+            start = time.perf_counter()
+            summary = front_summary(rows, objective)
+            print(f"| {shape} | {n} | {len(summary.members)} | {(time.perf_counter() - start) * 1e3:.0f} |")
 
 
 if __name__ == "__main__":

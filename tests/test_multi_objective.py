@@ -119,12 +119,13 @@ def test_run_keeps_fronts_reproduces_and_resumes_exactly(tmp_path: Path) -> None
     # The HTML report and the dashboard show the same front: scatter, table, hypervolume.
     page = build_html(tmp_path / "ref")
     assert "Pareto front (by gain)" in page and 'aria-label="Pareto front: gain against cost"' in page
-    assert all(m.program_id in page for m in members) and "hypervolume" in page
+    assert all(m.program_id in page for m in members) and 'aria-label="hypervolume over iterations"' in page
     view = RunView(tmp_path / "ref")
     try:
         assert view.front() == reference.front
         live = dashboard(view, "ref", False)
         assert "Pareto front (by gain)" in live and f"program/{members[0].program_id}" in live
+        assert "hypervolume over iterations" not in live  # the dashboard skips the history
     finally:
         view.close()
 
@@ -227,3 +228,15 @@ def test_three_objectives_front_summary_and_chart() -> None:
     assert summary.hypervolume is None and summary.hypervolume_history == []
     svg = front_chart(points, summary)
     assert svg.count('fill="#1a8a4a"') == 3 and "<path" not in svg  # no 2-D staircase for 3 objectives
+
+
+def test_hypervolume_history_is_thinned_on_long_runs() -> None:
+    from agentopt.evolve.front import hypervolume_history
+
+    objective = Objective.model_validate([{"metric": "a", "direction": "minimize"}, {"metric": "b", "direction": "minimize"}])
+    # Each iteration adds a point that extends the front: 50 changes, measured at most 10 (+ the last) times.
+    points = [ObjectivePoint(f"p{i}", i, i, float(i), (float(i), 100.0 - i)) for i in range(50)]
+    full = hypervolume_history(points, objective, (60.0, 120.0))
+    thin = hypervolume_history(points, objective, (60.0, 120.0), limit=10)
+    assert len(full) == 50 and len(thin) <= 11 and thin[-1] == full[-1]
+    assert all(entry in full for entry in thin)

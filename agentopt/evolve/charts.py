@@ -286,3 +286,33 @@ def front_chart(points: list[ObjectivePoint], front: FrontSummary, *, link: Call
         f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="Pareto front: {_esc(mx)} '
         f'against {_esc(my)}" xmlns="http://www.w3.org/2000/svg">{axes}{"".join(body)}{legend}</svg>'
     )
+
+
+def hypervolume_chart(history: list[tuple[int, float]], last_iteration: int) -> str:
+    """The front's hypervolume over the iterations (two objectives): a step line that rises each
+    time the front grew, one dot per measurement."""
+    if not history:
+        return ""
+    x0, x1 = 0.0, float(max(last_iteration, history[-1][0], 1))
+    y0, y1 = 0.0, history[-1][1] * 1.04 or 1.0
+    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def sx(x: float) -> float:
+        return PAD_L + (x - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return PAD_T + ph - (y - y0) / (y1 - y0) * ph
+
+    d = [f"M{sx(history[0][0]):.1f},{sy(history[0][1]):.1f}"]
+    d += [f"H{sx(x):.1f}V{sy(y):.1f}" for x, y in history[1:]]
+    d.append(f"H{sx(x1):.1f}")
+    dots = "".join(
+        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.6" fill="#1a8a4a"><title>iteration {x}: {fmt_tick(y)}</title></circle>'
+        for x, y in history[-MAX_STEP_DOTS:]
+    )
+    axes = _axes(sx, sy, nice_ticks(x0, x1), nice_ticks(y0, y1), "iteration", "hypervolume")
+    return (
+        f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="hypervolume over iterations" '
+        f'xmlns="http://www.w3.org/2000/svg">{axes}<path d="{"".join(d)}" fill="none" stroke="#1a8a4a" '
+        f'stroke-width="2.2"/>{dots}</svg>'
+    )

@@ -8,14 +8,16 @@ the pure functions of :mod:`agentopt.evolve.pareto`, so it is the same wherever 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from pydantic import BaseModel, Field
 
-from agentopt.evolve.pareto import dominates, front, hypervolume_2d, orient
+from agentopt.evolve.pareto import FrontIndex, front, hypervolume_2d, orient
 from agentopt.task import Objective
 
+HISTORY_POINTS = 200  # hypervolume_history: front changes measured at most (evenly thinned)
 FRONT_SHOWN = 20  # front rows the terminal and the dashboard print (the report and summary.json: all)
 
 
@@ -46,7 +48,8 @@ class FrontSummary(BaseModel):
     hypervolume: float | None = Field(None, description="Two objectives: area the front dominates up to the reference.")
     reference: dict[str, float] | None = None
     hypervolume_history: list[tuple[int, float]] = Field(
-        default_factory=list, description="(iteration, hypervolume) each time the front's hypervolume grew."
+        default_factory=list,
+        description="(iteration, hypervolume) where it grew, measured where the front changed (at most 200 points).",
     )
 
 
@@ -74,30 +77,39 @@ def front_members(points: Sequence[ObjectivePoint], objective: Objective) -> lis
 
 
 def hypervolume_history(
-    points: Sequence[ObjectivePoint], objective: Objective, reference: Sequence[float]
+    points: Sequence[ObjectivePoint], objective: Objective, reference: Sequence[float], limit: int = HISTORY_POINTS
 ) -> list[tuple[int, float]]:
-    """(iteration, hypervolume) at each iteration where the front's hypervolume grew, taking
-    programs in iteration order (two objectives). Incremental front, so O(N F) overall."""
+    """(iteration, hypervolume) where the front's hypervolume grew, taking programs in iteration
+    order (two objectives). Measured at the iterations where the front changed, thinned evenly
+    to at most ``limit`` (plus the last) on long runs, so it costs O(N log F + limit F log F)."""
     directions = [m.direction for m in objective.metrics]
-    kept: list[tuple[tuple[float, ...], tuple[float, ...]]] = []  # (oriented, values) of the front so far
+    ref = orient(reference, directions)
+    ordered = [(p.iteration, p.seq, o) for p in points if (o := orient(p.values, directions)) is not None]
+    ordered.sort(key=lambda t: (t[0], t[1]))
+    index = FrontIndex(2)
+    changed: list[int] = []
+    for iteration, seq, o in ordered:
+        if index.add(seq, o) is not None and (not changed or changed[-1] != iteration):
+            changed.append(iteration)
+    if ref is None or not changed:
+        return []
+    step = max(1, math.ceil(len(changed) / limit))
+    checkpoints = set(changed[::step]) | {changed[-1]}
+    index = FrontIndex(2)
     history: list[tuple[int, float]] = []
-    for p in sorted(points, key=lambda p: (p.iteration, p.seq)):
-        o = orient(p.values, directions)
-        if o is None or any(dominates(k, o) for k, _ in kept):
-            continue
-        kept = [(k, v) for k, v in kept if not dominates(o, k)]
-        kept.append((o, p.values))
-        volume = hypervolume_2d([v for _, v in kept], directions, reference)
-        if not history or volume > history[-1][1]:
-            if history and history[-1][0] == p.iteration:
-                history[-1] = (p.iteration, volume)
-            else:
-                history.append((p.iteration, volume))
+    for pos, (iteration, seq, o) in enumerate(ordered):
+        index.add(seq, o)
+        last_of_iteration = pos + 1 == len(ordered) or ordered[pos + 1][0] != iteration
+        if last_of_iteration and iteration in checkpoints:
+            volume = hypervolume_2d(index.points(), ("minimize", "minimize"), ref)
+            if not history or volume > history[-1][1]:
+                history.append((iteration, volume))
     return history
 
 
-def front_summary(points: Sequence[ObjectivePoint], objective: Objective) -> FrontSummary:
-    """The front section of a multi-objective run's summary (see :class:`FrontSummary`)."""
+def front_summary(points: Sequence[ObjectivePoint], objective: Objective, *, history: bool = True) -> FrontSummary:
+    """The front section of a multi-objective run's summary (see :class:`FrontSummary`);
+    ``history=False`` skips the hypervolume history (the live dashboard, redrawn often)."""
     names = [m.metric for m in objective.metrics]
     members = front_members(points, objective)
     summary = FrontSummary(
@@ -115,7 +127,8 @@ def front_summary(points: Sequence[ObjectivePoint], objective: Objective) -> Fro
         directions = [m.direction for m in objective.metrics]
         summary.reference = dict(zip(names, reference, strict=True))
         summary.hypervolume = hypervolume_2d([p.values for p in members], directions, reference)
-        summary.hypervolume_history = hypervolume_history(points, objective, reference)
+        if history:
+            summary.hypervolume_history = hypervolume_history(points, objective, reference)
     return summary
 
 

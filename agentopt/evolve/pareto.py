@@ -73,15 +73,14 @@ def nondominated_sort(points: Sequence[Point | None], directions: Sequence[Direc
 
 
 def front(points: Sequence[Point | None], directions: Sequence[Direction]) -> list[int]:
-    """Indices of the non-dominated usable points, in index order (O(M N F), F the front size)."""
-    kept: list[tuple[int, Oriented]] = []
+    """Indices of the non-dominated usable points, in index order (through :class:`FrontIndex`:
+    O(N log F) for two metrics, O(M N F) for more; F the front size)."""
+    index = FrontIndex(len(directions))
     for i, p in enumerate(points):
         o = orient(p, directions)
-        if o is None or any(dominates(k, o) for _, k in kept):
-            continue
-        kept = [(j, k) for j, k in kept if not dominates(o, k)]
-        kept.append((i, o))
-    return sorted(j for j, _ in kept)
+        if o is not None:
+            index.add(i, o)
+    return sorted(index.members())
 
 
 def crowding_distances(points: Sequence[Point], directions: Sequence[Direction]) -> list[float]:
@@ -128,19 +127,27 @@ def crowding_weights(distances: Sequence[float], num_metrics: int, floor: float 
 def hypervolume_2d(points: Sequence[Point], directions: Sequence[Direction], reference: Point) -> float:
     """Exact area dominated by ``points`` and bounded by ``reference`` (two metrics): larger is a
     better front. Points no better than the reference in both metrics add nothing; unusable
-    points are ignored. O(N log N)."""
+    points are ignored. O(N log N), vectorized (the run summary measures it along the run)."""
     if len(directions) != 2:
         raise ValueError(f"hypervolume_2d needs two metrics, got {len(directions)}")
     ref = orient(reference, directions)
     if ref is None:
         raise ValueError(f"hypervolume reference must be two finite numbers, got {list(reference)}")
-    usable = [o for o in (orient(p, directions) for p in points) if o is not None and o[0] < ref[0] and o[1] < ref[1]]
-    area, best_y = 0.0, ref[1]
-    for x, y in sorted(usable):
-        if y < best_y:  # not dominated by an earlier (smaller x) point
-            area += (ref[0] - x) * (best_y - y)
-            best_y = y
-    return area
+    if not len(points):
+        return 0.0
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    values = np.asarray(points, dtype=float).reshape(len(points), 2) * signs
+    inside = np.isfinite(values).all(axis=1) & (values[:, 0] < ref[0]) & (values[:, 1] < ref[1])
+    values = values[inside]
+    if not len(values):
+        return 0.0
+    values = values[np.lexsort((values[:, 1], values[:, 0]))]  # by x, then y
+    xs, ys = values[:, 0], values[:, 1]
+    # The best y left of each point (the reference before the first): a point adds the strip
+    # between it and that y, from its x to the reference x, when it lies below.
+    best_before = np.concatenate(([ref[1]], np.minimum.accumulate(ys)[:-1]))
+    strips = np.where(ys < best_before, (ref[0] - xs) * (best_before - ys), 0.0)
+    return float(strips.sum())
 
 
 class FrontIndex:
@@ -159,6 +166,14 @@ class FrontIndex:
 
     def __len__(self) -> int:
         return len(self._points)
+
+    def members(self) -> list[int]:
+        """The ids on the front now (in the order they entered)."""
+        return list(self._points)
+
+    def points(self) -> list[Oriented]:
+        """The oriented points on the front now (lower is better everywhere)."""
+        return list(self._points.values())
 
     def add(self, ident: int, point: Oriented) -> list[int] | None:
         """Insert ``point`` under ``ident``: None when a member dominates it (nothing changes),

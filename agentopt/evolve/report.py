@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentopt.errors import AgentoptError
-from agentopt.evolve.charts import CHART_CSS, front_chart, grid_chart, score_chart
+from agentopt.evolve.charts import CHART_CSS, front_chart, grid_chart, hypervolume_chart, score_chart
 from agentopt.evolve.failures import failures_html
 from agentopt.evolve.front import front_line, front_table
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
@@ -138,12 +138,17 @@ def report_rows(run_dir: Path, view: RunView | None = None) -> tuple[list[tuple[
 
 def front_html(view: RunView, *, link: Any = None, limit: int | None = None) -> str:
     """Several objectives: the front's size and hypervolume, the scatter of every valid program
-    with the front highlighted, and the front table (best scalar first); "" for one objective.
-    Shared by the HTML report and the watch dashboard (which passes a row ``limit``)."""
+    with the front highlighted, the front table (best scalar first) and, in the report, the
+    hypervolume over the iterations; "" for one objective. Shared by the HTML report and the
+    watch dashboard (which passes a row ``limit`` and skips the history: it redraws often)."""
     points = view.objective_points()
-    front = view.front(points)
+    front = view.front(points, history=limit is None)
     if front is None:
         return ""
+    growth = ""
+    if front.hypervolume_history:
+        last = max((p.iteration for p in points), default=0)
+        growth = f"<h3>Hypervolume over iterations</h3>{hypervolume_chart(front.hypervolume_history, last)}"
     header, rows = front_table(front, limit=limit)
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     cells = []
@@ -155,7 +160,7 @@ def front_html(view: RunView, *, link: Any = None, limit: int | None = None) -> 
     tail = f"<p class=muted>{more} more front members in summary.json</p>" if more > 0 else ""
     return (
         f"<h2>Pareto front (by {_esc(front.ranked_by)})</h2><p>{_esc(front_line(front))}</p>"
-        f"{front_chart(points, front, link=link)}<table><tr>{head}</tr>{''.join(cells)}</table>{tail}"
+        f"{front_chart(points, front, link=link)}<table><tr>{head}</tr>{''.join(cells)}</table>{tail}{growth}"
     )
 
 

@@ -642,11 +642,12 @@ class RunView:
         except sqlite3.DatabaseError as err:
             raise RunViewError(f"{self.db_path}: not readable as an agentopt run ({err})") from None
 
-    def front(self, points: list[ObjectivePoint] | None = None) -> FrontSummary | None:
-        """Several objectives: the run's Pareto front now (as the summary reports it); None otherwise."""
+    def front(self, points: list[ObjectivePoint] | None = None, *, history: bool = True) -> FrontSummary | None:
+        """Several objectives: the run's Pareto front now (as the summary reports it; ``history``:
+        with the hypervolume history); None otherwise."""
         if not self.objective.is_multi:
             return None
-        return front_summary(self.objective_points() if points is None else points, self.objective)
+        return front_summary(self.objective_points() if points is None else points, self.objective, history=history)
 
     def _follow_population(self) -> None:
         if self._pop is None:
