@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentopt.evolve.charts import front_chart
-from agentopt.evolve.controller import EvolutionController
+from agentopt.evolve.controller import EvolutionController, load_task_snapshot, save_task_snapshot
 from agentopt.evolve.db import ProgramDB, ProgramDBError
 from agentopt.evolve.front import ObjectivePoint, front_summary
 from agentopt.evolve.pareto import front
@@ -89,6 +89,9 @@ def test_run_keeps_fronts_reproduces_and_resumes_exactly(tmp_path: Path) -> None
     # Stopped mid-run (the 9th evaluation), then resumed: the same store as the straight run.
     with pytest.raises(KeyboardInterrupt):
         run(task, tmp_path / "cut", TwoMetricSandbox(interrupt_after=9))
+    save_task_snapshot(load_task(task), tmp_path / "snap")  # what `agentopt resume` reads back
+    snapshot = load_task_snapshot(tmp_path / "snap")
+    assert snapshot.objective.same_objectives(load_task(task).objective) and snapshot.objective.is_multi
     resumed = run(task, tmp_path / "cut")
     assert stored(tmp_path / "cut") == stored(tmp_path / "ref")
     assert resumed.front == reference.front
@@ -161,6 +164,8 @@ def test_single_objective_store_has_no_front_table(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "metric_values" not in tables
     assert "front" not in json.loads((tmp_path / "run" / "summary.json").read_text())
+    save_task_snapshot(load_task(task), tmp_path / "snap")
+    assert "metrics" not in json.loads((tmp_path / "snap" / "task.json").read_text())["objective"]
 
 
 def _population(top_share: float) -> tuple[Population, set[int]]:

@@ -874,6 +874,7 @@ def save_task_snapshot(spec: TaskSpec, run_dir: Path) -> None:
     """Store the resolved task next to the run so `agentopt resume RUN_DIR` needs nothing else."""
     run_dir.mkdir(parents=True, exist_ok=True)
     data = spec.model_dump(mode="json")
+    data["objective"] = json.loads(spec.objective.stored())  # single objective: exactly as before
     data["__task_file__"] = str(spec.task_file) if spec.task_file else None
     (run_dir / "task.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
 
