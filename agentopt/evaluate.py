@@ -103,6 +103,7 @@ def result_from_value(
     *,
     exclude_from_mean: tuple[str, ...] = (),
     if_missing: str = "error",
+    key_name: str = "objective.metric",
 ) -> EvalResult:
     """Map an evaluator's dict to an EvalResult.
 
@@ -149,7 +150,7 @@ def result_from_value(
         if metric in value or (metric == "score" and "combined_score" in value):
             why = f"evaluator returned a non-finite or non-numeric '{metric}'"
         else:
-            why = f"evaluator returned no '{metric}' (objective.metric); it returned: {_returned_names(metrics, artifacts)}"
+            why = f"evaluator returned no '{metric}' ({key_name}); it returned: {_returned_names(metrics, artifacts)}"
         return EvalResult(metrics=metrics, feedback=feedback, artifacts=artifacts, error=why, error_kind="bad_result")
     return EvalResult(metrics=metrics, score=score, feedback=feedback[:20_000], artifacts=artifacts)
 
@@ -262,7 +263,8 @@ def _from_job(job_result: JobResult, objective: Objective, stage: int, exclude: 
     # Several objectives: read the result as for the first one, then check and scalarize them all.
     metric = objective.metrics[0].metric if objective.is_multi else objective.metric
     value = job_result.value
-    result = result_from_value(value, metric, exclude_from_mean=exclude, if_missing=objective.if_missing)
+    key_name = "objective.metrics" if objective.is_multi else "objective.metric"
+    result = result_from_value(value, metric, exclude_from_mean=exclude, if_missing=objective.if_missing, key_name=key_name)
     result = score_objectives(result, objective, value, exclude_from_mean=exclude)
     return result.model_copy(
         update={

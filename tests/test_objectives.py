@@ -89,9 +89,10 @@ def test_json_schema_accepts_the_list_form() -> None:
 
 
 def _scored(objective: Objective, value: dict) -> object:
-    from agentopt.evaluate import result_from_value, score_objectives
+    from agentopt.evaluate import _from_job
+    from agentopt.sandbox.base import JobResult
 
-    return score_objectives(result_from_value(value, objective.metrics[0].metric), objective, value)
+    return _from_job(JobResult(ok=True, value=value), objective, 0)
 
 
 def test_every_objective_must_be_in_the_result() -> None:
@@ -101,6 +102,7 @@ def test_every_objective_must_be_in_the_result() -> None:
     missing = _scored(obj, {"err": 0.5, "time": 1})
     assert missing.score is None and missing.error == "evaluator returned no 'ops' (objective.metrics); it returned: 'err', 'time'"
     assert "non-finite" in _scored(obj, {"err": 0.5, "ops": float("nan")}).error
+    assert _scored(obj, {"ops": 1}).error == "evaluator returned no 'err' (objective.metrics); it returned: 'ops'"
     assert "boolean for 'ops'" in _scored(obj, {"err": 0.5, "ops": True}).error
     lenient = obj.model_copy(update={"if_missing": "mean"})
     assert _scored(lenient, {"err": 1.0, "time": 3.0}).metrics["ops"] == 2.0  # OpenEvolve's mean, per metric
