@@ -126,6 +126,8 @@ class Objective(StrictModel):
                 raise ValueError(f"{key}.{bad[0]}: must be a finite number")
         if self.weights is not None and not any(self.weights.values()):
             raise ValueError("weights: give at least one non-zero weight")
+        if self.weights is not None and WEIGHTED_METRIC in names:
+            raise ValueError(f"metrics: '{WEIGHTED_METRIC}' is the weighted score's own name; rename that metric")
         if self.reference is not None and set(self.reference) != set(names):
             missing = sorted(set(names) - set(self.reference))
             raise ValueError(f"reference: give a value for every metric (missing {missing[0]!r})")

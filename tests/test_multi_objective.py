@@ -245,3 +245,15 @@ def test_hypervolume_history_is_thinned_on_long_runs() -> None:
     thin = hypervolume_history(points, objective, (60.0, 120.0), limit=10)
     assert len(full) == 50 and len(thin) <= 11 and thin[-1] == full[-1]
     assert all(entry in full for entry in thin)
+
+
+def test_population_cap_never_evicts_front_members() -> None:
+    pop = Population(SelectionParams(bins=(2,), population_size=6), "maximize", ("maximize", "minimize"))
+    rng = random.Random(3)
+    data = [(rng.uniform(0, 10), rng.uniform(0, 10)) for _ in range(60)]
+    for seq, (gain, cost) in enumerate(data, start=1):
+        pop.insert(Record(seq, f"p{seq}", seq, 0, rank_key(gain, seq, seq, "maximize"), (gain,), (gain, cost)))
+    island = pop.islands[0]
+    want = {i + 1 for i in front(data, ("maximize", "minimize"))}
+    assert {key[2] for key in island.front} == want and want <= island.members
+    assert len(island.members) < len(data)  # the cap did evict (dominated programs)

@@ -72,6 +72,7 @@ def test_stored_objective_round_trips_and_compares(tmp_path: Path) -> None:
         ("{primary: err}", "primary needs several objectives"),
         ("[{metric: a, direction: up}, {metric: b}]", "objective.metrics.0.direction"),
         ("{metrics: " + TWO + ", reference: {err: 1}}", "reference: give a value for every metric (missing 'ops')"),
+        ("{metrics: [{metric: weighted_sum}, {metric: b}], weights: {b: 1}}", "the weighted score's own name"),
     ],
 )
 def test_errors_are_one_line(tmp_path: Path, objective: str, expected: str) -> None:
