@@ -257,3 +257,16 @@ def test_population_cap_never_evicts_front_members() -> None:
     want = {i + 1 for i in front(data, ("maximize", "minimize"))}
     assert {key[2] for key in island.front} == want and want <= island.members
     assert len(island.members) < len(data)  # the cap did evict (dominated programs)
+
+
+def test_migrants_are_front_members_least_crowded_first() -> None:
+    params = SelectionParams(num_islands=2, bins=(4,), top_share=1.0)
+    pop = Population(params, "maximize", ("maximize", "minimize"))
+    points = [(1, 1), (2, 3), (3, 5), (4, 9), (1.5, 4), (2, 6), (3, 8), (0.5, 2), (4, 12), (2.5, 7)]
+    for seq, (gain, cost) in enumerate(points, start=1):
+        pop.insert(Record(seq, f"p{seq}", seq, 0, rank_key(gain, seq, seq, "maximize"), (float(seq),), (gain, cost)))
+    moves = pop.plan_migration(0.2)  # two of ten members
+    # The front is 1..4; the extremes (1: least cost, 4: most gain) have infinite crowding distance.
+    assert moves == [(4, 1), (1, 1)]  # tied at infinity: in front order (best gain first)
+    pop.apply_migration(moves)
+    assert {key[2] for key in pop.islands[1].front} == {1, 4}

@@ -23,8 +23,9 @@ objective vector, and each island keeps its non-dominated *front* up to date as 
 it dominates). Front members are never evicted by the population cap, so the front is exactly
 the non-dominated set of everything that ever joined the island, and replay rebuilds it. The
 ``top_share`` of parents is then drawn from the front, weighted by NSGA-II crowding distance
-(isolated points more often), and the top inspirations likewise; the rest of the mix (and
-every rank by the scalar score) is as for one objective.
+(isolated points more often), the top inspirations likewise, and migrants are front members
+(least crowded first); the rest of the mix (and every rank by the scalar score) is as for one
+objective.
 
 Migration keeps lineage by *membership*, not copies: a migrated program stays one row
 with one id; it simply becomes a member of the destination island too (its
@@ -154,8 +155,8 @@ class Population:
     def plan_migration(self, rate: float) -> list[tuple[int, int]]:
         """Ring migration plan ``[(seq, destination island)]`` from a snapshot of all islands.
 
-        Each island sends its top ``max(1, int(n * rate))`` members to the next island
-        (skipping ones already there). Computed before anything moves, so a program
+        Each island sends its top ``max(1, int(n * rate))`` members (see :meth:`_migrants`) to
+        the next island (skipping ones already there). Computed before anything moves, so a program
         migrates at most one hop per round.
         """
         n = len(self.islands)
@@ -166,10 +167,20 @@ class Population:
             if not island.ranked:
                 continue
             dest = self.islands[(island.index + 1) % n]
-            for seq in island.top(max(1, int(len(island.ranked) * rate))):
+            for seq in self._migrants(island, max(1, int(len(island.ranked) * rate))):
                 if seq not in dest.members:
                     moves.append((seq, dest.index))
         return moves
+
+    def _migrants(self, island: Island, k: int) -> list[int]:
+        """The ``k`` members an island sends: its best by score; with several objectives, its
+        front members, the least crowded first (ties in front order), so the trade-offs travel
+        rather than one end of the front."""
+        if self.objectives is None or not island.front:
+            return island.top(k)
+        crowding = self.front_crowding(island)
+        order = sorted(range(len(crowding)), key=lambda i: (-crowding[i][1], i))
+        return [crowding[i][0] for i in order[:k]]
 
     def apply_migration(self, moves: list[tuple[int, int]]) -> None:
         """Make each moved program a member of its destination island, then re-apply the cap."""
