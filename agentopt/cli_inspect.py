@@ -38,18 +38,23 @@ def list_programs(
     if failed and order == "score":  # failed programs have no score: the latest failures first
         order = "recent"
     rows, total = view.programs(order=order, failed=failed, island=island, limit=top)
+    names = [m.metric for m in view.objective.metrics]  # several objectives: a column each
+    values = view.objective_values([r.id for r in rows])
     if as_json:
-        _write_json({"total": total, "programs": [r.model_dump(mode="json") for r in rows]})
+        dumped = [r.model_dump(mode="json") | ({"values": values.get(r.id, {})} if names else {}) for r in rows]
+        _write_json({"total": total, "programs": dumped})
         return
     what = "failed programs" if failed else "programs"
     title = f"{len(rows)} of {total} {what}" + (f" on island {island}" if island is not None else "")
     table = Table(title=title + f" (order: {order})", title_justify="left")
-    for col in ("id", "iteration", "island", "gen", view.objective.metric, "parent", "error"):
-        table.add_column(col, overflow="fold" if col == "error" else "ellipsis", no_wrap=col != "error")
+    scored = [view.objective.metric, *(n for n in names if n != view.objective.metric)]
+    for col in ("id", "iteration", "island", "gen", *scored, "parent", "error"):
+        table.add_column(inert(col), overflow="fold" if col == "error" else "ellipsis", no_wrap=col != "error")
     for r in rows:
         error = (r.error or "").strip().splitlines()[0][:120] if r.error else ""
+        extra = [format_score(values.get(r.id, {}).get(n)) for n in scored[1:]]
         table.add_row(
-            r.id, str(r.iteration), str(r.island), str(r.generation), format_score(r.score),
+            r.id, str(r.iteration), str(r.island), str(r.generation), format_score(r.score), *extra,
             (r.parent_id or "—")[:8], Text(inert(error), style="red"),
         )  # fmt: skip
     console.print(table)

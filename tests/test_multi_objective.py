@@ -129,6 +129,7 @@ def test_run_keeps_fronts_reproduces_and_resumes_exactly(tmp_path: Path) -> None
         live = dashboard(view, "ref", False)
         assert "Pareto front (by gain)" in live and f"program/{members[0].program_id}" in live
         assert "hypervolume over iterations" not in live  # the dashboard skips the history
+        assert view.objective_values([members[0].program_id]) == {members[0].program_id: members[0].values}
     finally:
         view.close()
 

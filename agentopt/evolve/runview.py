@@ -349,6 +349,19 @@ class RunView:
             ))  # fmt: skip
         return out, total
 
+    def objective_values(self, ids: list[str]) -> dict[str, dict[str, float]]:
+        """Several objectives: program id -> {metric: value} for ``ids`` (one page; {} otherwise)."""
+        if not self.objective.is_multi or not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        out: dict[str, dict[str, float]] = {}
+        for pid, name, value in self._q(
+            f"SELECT p.id, v.metric, v.value FROM programs p JOIN metric_values v ON v.seq = p.seq WHERE p.id IN ({marks})",
+            ids,
+        ):
+            out.setdefault(pid, {})[name] = value
+        return out
+
     def count_before(self, iteration: int, *, failed: bool = False, island: int | None = None) -> int:
         """Programs (matching the list filters) before ``iteration``: the offset of its page."""
         where, params = ["iteration < ?"], [iteration]
