@@ -1,14 +1,20 @@
 """Runs after each warm docker job as the guest user: kill everything but PID 1, wipe every
 writable place, verify, and print the memory cgroup's OOM-kill counter as one JSON line.
 """
-import json, os, shutil, signal, subprocess, sys, time
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
 me = os.getpid()
 def live():
     out = []
     for p in os.listdir("/proc"):
         if p.isdigit() and int(p) not in (1, me):
             try:
-                with open("/proc/%s/stat" % p) as f:
+                with open(f"/proc/{p}/stat") as f:
                     state = f.read().rsplit(")", 1)[1].split()[0]
             except (OSError, IndexError):
                 continue
@@ -25,11 +31,11 @@ for _ in range(200):
         except OSError:
             pass
     time.sleep(0.01)
-problems = ["processes left: %s" % pids] if pids else []
+problems = [f"processes left: {pids}"] if pids else []
 def wipe(top):
     if not os.path.isdir(top):
         return
-    for root, dirs, files in os.walk(top):
+    for root, dirs, _files in os.walk(top):
         for d in dirs:
             try:
                 os.chmod(os.path.join(root, d), 0o700)
@@ -45,7 +51,7 @@ def wipe(top):
             except OSError:
                 pass
     if os.listdir(top):
-        problems.append("%s not empty" % top)
+        problems.append(f"{top} not empty")
 for top in ("/work", "/dev/shm", "/dev/mqueue"):
     wipe(top)
 if shutil.which("ipcrm"):
@@ -54,7 +60,7 @@ for kind in ("shm", "msg", "sem"):
     try:
         with open("/proc/sysvipc/" + kind) as f:
             if len(f.read().splitlines()) > 1:
-                problems.append("sysv %s left" % kind)
+                problems.append(f"sysv {kind} left")
     except OSError:
         pass
 oom = 0

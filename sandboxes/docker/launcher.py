@@ -4,8 +4,11 @@ agentopt.sandbox.requirements runs ``<python> -I -c PROBE names``; this script r
 in a throwaway, network-less container of the image. The docker backend writes a copy in
 which the CONFIG literal below is replaced by the JSON config (image, python, user, labels).
 """
-import json, sys
+import json
+import sys
+
 import docker
+
 CONFIG = "@CONFIG@"
 config = json.loads(CONFIG)
 client = docker.from_env()

@@ -1,6 +1,8 @@
 """PID 1 of a warm docker container: reap orphans (killed job processes) without races.
 """
-import os, signal
+import os
+import signal
+
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 while True:
     try:

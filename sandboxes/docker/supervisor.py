@@ -6,7 +6,10 @@ and its stderr on a pipe, forwards at most CAP bytes of that pipe and drops the 
 the container (a gigabyte of prints would otherwise crawl through dockerd), then exits with
 the runner's status (128+N for a signal, as a shell would report it).
 """
-import os, sys, threading
+import os
+import sys
+import threading
+
 wd, cap, py = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 os.mkdir(wd, 0o700)
 os.mkdir(wd + "/tmp", 0o700)

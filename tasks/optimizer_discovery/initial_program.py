@@ -9,7 +9,6 @@ used, with a fresh state, on every problem.
 
 import numpy as np
 
-
 # EVOLVE-BLOCK-START
 BETA1 = 0.9
 BETA2 = 0.999
