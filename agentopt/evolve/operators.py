@@ -28,7 +28,7 @@ from agentopt.blocks import BlockError, find_blocks, replace_block_texts
 from agentopt.evolve.symbolic import LiteralSite, float_literal_sites, set_literal_values
 from agentopt.evolve.tuning import same_shape
 
-__all__ = ["crossover_blocks", "crossover_literals", "extend_horner"]
+__all__ = ["crossover_blocks", "crossover_literals", "extend_horner", "truncate_horner"]
 
 
 def _num(node: ast.AST | None) -> float | None:
@@ -185,3 +185,34 @@ def crossover_blocks(code: str, donor: str, rng: random.Random) -> tuple[str, st
     except (BlockError, SyntaxError, ValueError):
         return None
     return child, f"took EVOLVE-BLOCK {k + 1} from another island's best program"
+
+
+def truncate_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]) -> tuple[str, str] | None:
+    """Drop the highest-degree term of a Horner chain inside ``blocks``: ``v = c_n; v = v * x +
+    c_{n-1}`` becomes ``v = c_{n-1}`` (one multiply and one add fewer). The inverse of
+    :func:`extend_horner`: when operation count is an objective, the front needs moves toward
+    cheaper programs too; tuning then refits the remaining coefficients. None when no chain."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    candidates = []
+    for first, second, _lead, step in _chains(tree):
+        lo, hi = _line_span(code, first)[0], _line_span(code, second)[1]
+        if any(b0 <= lo and hi <= b1 for b0, b1 in blocks):
+            candidates.append((first, second, step))
+    if not candidates:
+        return None
+    first, second, step = rng.choice(candidates)
+    start, lead_end = _line_span(code, first)
+    end = _line_span(code, second)[1]
+    lead_line = code[start:lead_end]
+    var = first.targets[0].id  # type: ignore[attr-defined]
+    indent = lead_line[: len(lead_line) - len(lead_line.lstrip())]
+    newline = "\r\n" if lead_line.endswith("\r\n") else "\n"
+    child = code[:start] + f"{indent}{var} = {step!r}{newline}" + code[end:]
+    try:
+        ast.parse(child)
+    except (SyntaxError, ValueError):
+        return None
+    return child, f"dropped the leading term of the Horner chain of {var} at line {first.lineno}"

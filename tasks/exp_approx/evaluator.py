@@ -1,29 +1,38 @@
-"""Evaluator for exp_approx: exp(x) on [-ln2/2, ln2/2] with at most MAX_OPS multiply/add ops.
+"""Evaluator for exp_approx: exp(x) on [-ln2/2, ln2/2] with a capped multiply/add count.
 
 Guest side: stdlib + numpy only, and the candidate is never imported here. It runs in a
 child process through ``agentopt_guest.call_candidate``.
 
 Why the score cannot be gamed: the function ``exp_approx`` is checked *statically* (only
-its argument, its own locals, numeric constants and + - * ; at most MAX_OPS binary
+its argument, its own locals, numeric constants and + - * ; at most the cap of binary
 operations), and the score is computed by interpreting exactly that checked AST here, in
 float64 on a dense grid. The candidate's own ``exp_approx_batch`` output (one round trip
 for the whole grid) must agree with the interpretation, so a program whose helper returns
 something else (``math.exp``, a lookup table...) is rejected instead of scored.
 
 score = -log10(max relative error). Invalid programs get ``score: 0`` and an ``error``.
+Metrics beside the score: ``ops`` (the checked multiply/add/subtract count, the cost
+objective of ``tasks/exp_approx_pareto``), ``max_rel_error``, ``mul_ops``, ``add_ops``.
+
+The operation cap is 10 unless the environment variable EXP_APPROX_MAX_OPS says otherwise
+(a task sets it with ``sandbox: {env: {EXP_APPROX_MAX_OPS: "16"}}``), so one evaluator
+serves both the fixed-budget task and the accuracy-against-cost one.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from agentopt_guest import CandidateError, call_candidate
 
-MAX_OPS = 10
+DEFAULT_MAX_OPS = 10
+MAX_OPS_ENV = "EXP_APPROX_MAX_OPS"
+MAX_OPS_LIMIT = 64  # a sane upper bound for a configured cap
 HALF_LN2 = math.log(2.0) / 2.0
 GRID_POINTS = 20001
 STAGE1_POINTS = 11
@@ -79,8 +88,25 @@ def _check_expr(node: ast.expr, defined: set[str], counts: dict[str, int]) -> No
         )
 
 
-def check_function(code: str) -> tuple[ast.FunctionDef, dict[str, int]]:
-    """Validate ``exp_approx`` in ``code``; return its AST and the op counts {mul, add}."""
+def max_ops() -> int:
+    """The operation cap: EXP_APPROX_MAX_OPS when set (read per call, so the task's sandbox env
+    decides), else 10. A malformed value fails every candidate with a message naming it."""
+    raw = os.environ.get(MAX_OPS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_OPS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_OPS_LIMIT:
+        raise InvalidProgram(f"{MAX_OPS_ENV} must be an integer in 0..{MAX_OPS_LIMIT}, got {raw!r:.40}")
+    return value
+
+
+def check_function(code: str, cap: int | None = None) -> tuple[ast.FunctionDef, dict[str, int]]:
+    """Validate ``exp_approx`` in ``code``; return its AST and the op counts {mul, add}.
+    ``cap`` is the operation limit (default: :func:`max_ops`)."""
+    cap = max_ops() if cap is None else cap
     try:
         tree = ast.parse(code)
     except SyntaxError as err:
@@ -137,9 +163,9 @@ def check_function(code: str) -> tuple[ast.FunctionDef, dict[str, int]]:
                 "(straight-line assignments and one final return only: no loops, branches or imports)"
             )
     total = counts["mul"] + counts["add"]
-    if total > MAX_OPS:
+    if total > cap:
         raise InvalidProgram(
-            f"exp_approx uses {total} operations ({counts['mul']} *, {counts['add']} +/-); at most {MAX_OPS}"
+            f"exp_approx uses {total} operations ({counts['mul']} *, {counts['add']} +/-); at most {cap}"
         )
     return fn, counts
 
@@ -272,7 +298,7 @@ def _result(xs: np.ndarray, rel: np.ndarray, counts: dict[str, int], full: bool)
         f"error sign pattern across the range: {pattern} ({len(pattern.split())} runs; a best (minimax) "
         f"polynomial of degree d has an error that alternates sign with d+2 equal-size extrema).\n"
         f"extrema of the relative error: {extrema}.\n"
-        f"operations used: {ops} of {MAX_OPS} ({counts['mul']} multiplications, {counts['add']} additions/subtractions)."
+        f"operations used: {ops} of {max_ops()} ({counts['mul']} multiplications, {counts['add']} additions/subtractions)."
     )
     step = max(1, len(xs) // 40)
     curve = "\n".join(f"{xs[i]:+.6f} {rel[i]:+.6e}" for i in range(0, len(xs), step))
