@@ -94,11 +94,7 @@ def extend_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]) 
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return None
-    candidates = []
-    for first, second, lead, step in _chains(tree):
-        lo, hi = _line_span(code, first)[0], _line_span(code, second)[1]
-        if any(b0 <= lo and hi <= b1 for b0, b1 in blocks):
-            candidates.append((first, second, lead, step))
+    candidates = _block_chains(code, tree, blocks)
     if not candidates:
         return None
     first, second, lead, step = rng.choice(candidates)
@@ -196,14 +192,10 @@ def truncate_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return None
-    candidates = []
-    for first, second, _lead, step in _chains(tree):
-        lo, hi = _line_span(code, first)[0], _line_span(code, second)[1]
-        if any(b0 <= lo and hi <= b1 for b0, b1 in blocks):
-            candidates.append((first, second, step))
+    candidates = _block_chains(code, tree, blocks)
     if not candidates:
         return None
-    first, second, step = rng.choice(candidates)
+    first, second, _lead, step = rng.choice(candidates)
     start, lead_end = _line_span(code, first)
     end = _line_span(code, second)[1]
     lead_line = code[start:lead_end]
@@ -216,3 +208,15 @@ def truncate_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]
     except (SyntaxError, ValueError):
         return None
     return child, f"dropped the leading term of the Horner chain of {var} at line {first.lineno}"
+
+
+def _block_chains(
+    code: str, tree: ast.AST, blocks: list[tuple[int, int]]
+) -> list[tuple[ast.Assign, ast.Assign, float, float]]:
+    """The Horner chain heads of :func:`_chains` whose two lines lie inside one of ``blocks``."""
+    inside = []
+    for first, second, lead, step in _chains(tree):
+        lo, hi = _line_span(code, first)[0], _line_span(code, second)[1]
+        if any(b0 <= lo and hi <= b1 for b0, b1 in blocks):
+            inside.append((first, second, lead, step))
+    return inside
