@@ -16,8 +16,11 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from agentopt.evolve.db import Program
 from agentopt.evolve.operators import extend_horner, truncate_horner
+from agentopt.evolve.proposers import SymbolicProposer
 from agentopt.evolve.symbolic import block_spans
+from agentopt.task import load_task
 
 try:  # `python -m pytest` (repo root on sys.path) or plain `pytest` (tests/ on sys.path)
     from tests.task_files import load_evaluator, with_block
@@ -180,3 +183,38 @@ def test_truncate_counts_two_operations_fewer(exp_eval: ModuleType) -> None:
         code = out[0]
     assert ops == [8, 6, 4, 2, 0]
     assert math.isclose(_poly(code.replace("def exp_approx", "def f"), 0.2), 1.0)
+
+
+# ---------------------------------------------------------------------------- the two-objective task
+
+
+def test_pareto_task_reuses_exp_approx_with_a_larger_cap() -> None:
+    spec = load_task(TASKS / "exp_approx_pareto" / "task.yaml")
+    assert spec.name == "exp_approx_pareto" and spec.objective.is_multi
+    assert [(m.metric, m.direction) for m in spec.objective.metrics] == [("score", "maximize"), ("ops", "minimize")]
+    assert (spec.objective.metric, spec.objective.direction) == ("score", "maximize")  # primary: best program
+    assert spec.program == TASKS / "exp_approx" / "initial_program.py"
+    assert spec.evaluator == TASKS / "exp_approx" / "evaluator.py"
+    assert int(spec.sandbox.env["EXP_APPROX_MAX_OPS"]) >= 12  # degree 6 Horner and more
+    assert spec.search.simplify is False
+
+
+def _children(task: str, seeds: int) -> list[tuple[str, str]]:
+    """``(operator, child code)`` the offline proposer makes from the initial program, one per seed."""
+    proposer = SymbolicProposer(load_task(TASKS / task / "task.yaml"))
+    parent = Program(id="p", code=(TASKS / "exp_approx" / "initial_program.py").read_text(encoding="utf-8"))
+    out = []
+    for seed in range(seeds):
+        code, _, operator, _ = proposer._operate(parent, [], random.Random(seed))
+        out.append((operator, code))
+    return out
+
+
+def test_offline_mutator_truncates_only_with_several_objectives() -> None:
+    multi = _children("exp_approx_pareto", 200)
+    single = _children("exp_approx", 200)
+    assert {"truncate_horner", "extend_horner"} <= {op for op, _ in multi}
+    assert "truncate_horner" not in {op for op, _ in single}
+    # Same draws otherwise: a single-objective run makes exactly the children it made before.
+    kept = [i for i, (op, _) in enumerate(multi) if op != "truncate_horner"]
+    assert len(kept) < len(multi) and all(single[i] == multi[i] for i in kept)

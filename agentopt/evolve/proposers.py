@@ -16,7 +16,7 @@ from agentopt.evolve.db import Program, ProgramDB
 from agentopt.evolve.diff import apply_reply
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.multifile import apply_bundle_reply
-from agentopt.evolve.operators import crossover_blocks, crossover_literals, extend_horner
+from agentopt.evolve.operators import crossover_blocks, crossover_literals, extend_horner, truncate_horner
 from agentopt.evolve.prompts import PromptProgram, build_messages, goal_text, language_from_path
 from agentopt.evolve.proposal import Child
 from agentopt.evolve.symbolic import (
@@ -50,6 +50,10 @@ EXTEND_PROB = 0.08
 CROSSOVER_PROB = 0.12
 BLOCK_CROSSOVER_PROB = 0.05  # only with several islands and several EVOLVE-BLOCKs
 SHIFT_INTS_PROB = 0.08  # zero-sum +1/-1 between two count-like ints
+# Several objectives only (a cost such as an operation count is usually one of them): drop a
+# Horner term, the move toward cheaper programs that extend_horner mirrors. Single-objective
+# runs never take it, so their seeded trajectories are unchanged.
+TRUNCATE_PROB = 0.08
 # Adaptive literal steps (a per-literal 1/5th success rule, as in (1+1)-ES): share of offline
 # children made by them, the first step, its bounds, and the factors on success and failure
 # (balanced when one move in five succeeds).
@@ -249,6 +253,10 @@ class SymbolicProposer(_PlanExecute):
             shifted = shift_ints(code, rng)
             if shifted is not None:
                 return shifted[0], shifted[1], "shift_ints", {}
+        elif u < EXTEND_PROB + CROSSOVER_PROB + BLOCK_CROSSOVER_PROB + SHIFT_INTS_PROB + TRUNCATE_PROB:
+            truncated = truncate_horner(code, rng, block_spans(code)) if self.spec.objective.is_multi else None
+            if truncated is not None:
+                return truncated[0], truncated[1], "truncate_horner", {}
         child, description, kind = self.mutator.mutate_with_kind(code, rng)
         return child, description, _OPERATOR_NAMES.get(kind, kind), {}
 
