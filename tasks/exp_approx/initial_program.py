@@ -1,9 +1,10 @@
-"""exp(x) on the reduced range [-ln2/2, ln2/2] with at most 10 multiply/add operations.
+"""exp(x) on the reduced range [-ln2/2, ln2/2] with few multiply/add operations.
 
 Only the code between the EVOLVE-BLOCK markers is evolved. ``exp_approx`` may use only
 its argument, local variables, numeric constants and the operators + - * (no calls,
 loops, branches, division or powers); the evaluator checks this statically and counts
-the operations. Start: the degree-4 Taylor polynomial in Horner form (8 operations).
+the operations (at most 10 in exp_approx; exp_approx_pareto allows 16 and trades accuracy
+against the count). Start: the degree-4 Taylor polynomial in Horner form (8 operations).
 """
 
 
