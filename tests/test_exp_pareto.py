@@ -16,6 +16,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from agentopt.evolve.api import evolve
 from agentopt.evolve.db import Program
 from agentopt.evolve.operators import extend_horner, truncate_horner
 from agentopt.evolve.proposers import SymbolicProposer
@@ -218,3 +219,19 @@ def test_offline_mutator_truncates_only_with_several_objectives() -> None:
     # Same draws otherwise: a single-objective run makes exactly the children it made before.
     kept = [i for i, (op, _) in enumerate(multi) if op != "truncate_horner"]
     assert len(kept) < len(multi) and all(single[i] == multi[i] for i in kept)
+
+
+def test_offline_run_finds_a_front_in_both_directions(minimax: ModuleType, tmp_path: Path) -> None:
+    """Twelve seeded offline iterations from the degree-4 Taylor program: the front holds cheaper
+    (truncated) and dearer (extended) polynomials, accuracy rises with cost along it, and no
+    member beats the minimax optimum of its degree (the evaluator and the references agree)."""
+    spec = load_task(TASKS / "exp_approx_pareto" / "task.yaml")
+    search = spec.search.model_copy(update={"seed": 0, "tune": spec.search.tune.model_copy(update={"evaluations": 200})})
+    summary = evolve(spec.model_copy(update={"search": search}), iterations=12, output_dir=tmp_path / "run")
+    assert summary.front is not None
+    points = sorted((int(m.values["ops"]), m.values["score"]) for m in summary.front.members)
+    ops = [o for o, _ in points]
+    assert len(set(ops)) == len(ops) and min(ops) < 8 < max(ops), points  # seed 0 moves both ways
+    assert all(a[1] < b[1] for a, b in zip(points, points[1:], strict=False))  # more ops buy accuracy
+    for count, score in points:
+        assert count % 2 == 0 and score <= minimax.remez(count // 2).score + 1e-9
