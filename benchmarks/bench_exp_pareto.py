@@ -116,9 +116,11 @@ def main() -> None:
         raise SystemExit("the run kept no Pareto front: this engine does not support several objectives")
     on_front = {int(m.values["ops"]) for m in summary.front.members}
     hypervolume = f"{summary.front.hypervolume:.3f}" if summary.front.hypervolume is not None else "-"
+    points = {(m.values["ops"], m.values["score"]) for m in summary.front.members}
     print(
         f"exp_approx_pareto, seed {args.seed}: {summary.iterations} iterations, {summary.evaluations} evaluations, "
-        f"{len(programs)} valid programs, front of {len(summary.front.members)} (hypervolume {hypervolume}), "
+        f"{len(programs)} valid programs, front of {len(summary.front.members)} programs at {len(points)} points "
+        f"(hypervolume {hypervolume}), "
         f"wall {summary.wall_s:.0f}s (cap {args.minutes:g} min), "
         f"load 1m {load_before:.1f}/{load_after:.1f} (before/after)"
     )
@@ -130,11 +132,16 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     if args.programs:
+        # Equal points share the front (e.g. variants differing in a dead literal): one each.
         by_id = {p.id: p for p in programs}
-        for member in sorted(summary.front.members, key=lambda m: m.values["ops"]):
-            program = by_id[member.program_id]
-            print(f"\n# {int(member.values['ops'])} ops, score {member.score:.3f} (iteration {member.iteration})")
-            print(_block(program))
+        shown: set[int] = set()
+        for member in sorted(summary.front.members, key=lambda m: (m.values["ops"], m.iteration)):
+            ops = int(member.values["ops"])
+            if ops in shown:
+                continue
+            shown.add(ops)
+            print(f"\n# {ops} ops, score {member.score:.3f} (iteration {member.iteration})")
+            print(_block(by_id[member.program_id]))
 
 
 if __name__ == "__main__":
