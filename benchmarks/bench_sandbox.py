@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,26 @@ class _Bare:
         return None
 
 
+def _self_cpu_s() -> float:
+    """CPU of this process, every thread (the event loop, executor threads, the cgroup pool's)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _guest_cpu_s() -> float:
+    """CPU of everything this process started: reaped children plus live descendants (warm
+    workers, which have reaped their jobs). Read outside the timed window (it scans /proc)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + _tree_cpu_s(os.getpid(), include_root=False)
+
+
+async def _settle(sb: Sandbox) -> None:
+    """Let a sandbox finish the background cleanup of the last job, so its CPU lands in its row."""
+    pool = getattr(sb, "_cgroups", None)
+    if pool is not None:
+        await asyncio.to_thread(pool.drain)
+
+
 async def _overhead(rows: list[tuple[str, Callable[[], Sandbox]]], job: SandboxJob, n: int) -> dict[str, dict]:
     boxes: dict[str, Sandbox] = {}
     out: dict[str, dict] = {}
@@ -100,14 +121,20 @@ async def _overhead(rows: list[tuple[str, Callable[[], Sandbox]]], job: SandboxJ
                 if first is not None and not first.ok:
                     raise RuntimeError(f"warm-up job failed: {first.error_kind}: {first.error}")
                 boxes[name] = sb
-                out[name] = {"first": time.perf_counter() - t0, "times": []}
+                out[name] = {"first": time.perf_counter() - t0, "times": [], "host_cpu": 0.0, "guest_cpu": 0.0}
             except Exception as err:  # noqa: BLE001 - a row fails, the table goes on
                 out[name] = {"error": " ".join(str(err).split())[:100]}
         for _ in range(n):
             for name, sb in boxes.items():
+                await _settle(sb)
+                guest0 = _guest_cpu_s()
+                host0 = _self_cpu_s()
                 t = time.perf_counter()
                 r = await sb.run(job)
                 out[name]["times"].append(time.perf_counter() - t)
+                await _settle(sb)  # background cleanup: off the job's wall time, not off its CPU
+                out[name]["host_cpu"] += _self_cpu_s() - host0
+                out[name]["guest_cpu"] += _guest_cpu_s() - guest0
                 if r is not None and not r.ok:
                     out[name]["error"] = f"job failed: {r.error_kind}: {r.error}"
         for name, sb in boxes.items():
@@ -135,10 +162,13 @@ def overhead_table(args: argparse.Namespace) -> None:
             candidates += [("docker cold", _docker(args.image, 0)), ("docker warm", _docker(args.image, 1)),
                            ("ray (local sandbox per task)", _ray(2))]
         rows = [(name, make) for name, (make, _r) in candidates if make is not None]
+        load0 = os.getloadavg()[0]
         result = asyncio.run(_overhead(rows, job, args.n))
     bare = statistics.median(result["bare fork+exec python"]["times"])
-    print(f"per-evaluation latency, n={args.n} interleaved rounds, load {os.getloadavg()[0]:.1f} (1-min avg at end)")
-    header = f"{'backend':30} {'first':>7} {'median':>7} {'p90':>7} {'x bare':>7}"
+    print(f"per-evaluation latency, n={args.n} interleaved rounds, load {load0:.1f} at start, "
+          f"{os.getloadavg()[0]:.1f} at end (1-min avg)")
+    header = (f"{'backend':30} {'first':>7} {'median':>7} {'p90':>7} {'x bare':>7} "
+              f"{'host CPU':>8} {'guest CPU':>9}")
     print(header)
     print("-" * len(header))
     for name, (make, reason) in candidates:
@@ -155,14 +185,18 @@ def overhead_table(args: argparse.Namespace) -> None:
         note = f"  ({m['error']})" if "error" in m else ""
         if m.get("fallbacks"):
             note += f"  [{m['fallbacks']} cold fallbacks]"
-        print(f"{name:30} {m['first'] * 1000:6.1f}ms {med * 1000:6.1f}ms {p90 * 1000:6.1f}ms {med / bare:7.2f}{note}")
-    print("first = warm-up job; x bare = median / median of the bare fork+exec row (same rounds)")
+        host, guest = (m[k] / len(times) * 1000 for k in ("host_cpu", "guest_cpu"))
+        print(f"{name:30} {m['first'] * 1000:6.1f}ms {med * 1000:6.1f}ms {p90 * 1000:6.1f}ms {med / bare:7.2f} "
+              f"{host:6.1f}ms {guest:7.1f}ms{note}")
+    print("first = warm-up job; x bare = median / median of the bare fork+exec row (same rounds); CPU = mean per "
+          "job, host = this process (all threads, incl. background cleanup), guest = every process it started "
+          "(clock-tick resolution, summed over the rounds)")
 
 
 # ---------------------------------------------------------------------------- exp_approx
 
 
-def _tree_cpu_s(pid: int) -> float:
+def _tree_cpu_s(pid: int, include_root: bool = True) -> float:
     """CPU seconds of ``pid`` + every reaped descendant + every live descendant (from /proc).
 
     Load-independent cost: warm workers' children are reaped by the worker, which is alive, so
@@ -180,7 +214,7 @@ def _tree_cpu_s(pid: int) -> float:
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
-        total += stats.get(p, (0, 0.0))[1]
+        total += stats.get(p, (0, 0.0))[1] if (p != pid or include_root) else 0.0
         todo += [c for c, (ppid, _) in stats.items() if ppid == p]
     return total
 

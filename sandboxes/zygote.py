@@ -16,9 +16,10 @@ Process tree (every arrow is a fork; nothing is exec'd per job)::
                (no groups, no capabilities, no_new_privs), clean env, then the runner's job code.
 
 Per job the host sends one message: JSON {op: "run", id, job: <runner job>, ...} plus two file
-descriptors (result pipe, output pipe) by SCM_RIGHTS. The zygote answers {op: "done", id, status}
-when the job's init has exited (by then every process of the job is gone: the kernel empties a pid
-namespace before its init is reaped). Setup failures exit with code 125 and a message on the
+descriptors (result pipe, output pipe) by SCM_RIGHTS. The job's leader answers {op: "done", id,
+status} on its copy of the control socket when it has reaped the job's init (by then every process
+of the job is gone: the kernel empties a pid namespace before its init is reaped); the zygote
+answers for a leader that died without reporting. Setup failures exit with code 125 and a message on the
 job's output; the host then discards this worker.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import hashlib
 import importlib.util
 import json
@@ -46,6 +48,7 @@ MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 FORKSERVER_FD = 3  # where a job's evaluator finds its candidate forkserver's socket
 SETUP_FAILED = 125
+REPORTED = 199  # a leader's exit code: it already sent the job's "done" itself
 _MAX_MSG = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -179,8 +182,13 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
 def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
             module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None,
             spare: socket.socket | None = None, modules: dict[str, Any] | None = None,
-            cz: socket.socket | None = None) -> None:
+            cz: socket.socket | None = None, host: socket.socket | None = None) -> None:
     """Root process outside the job's namespaces: create them, fork the job's init, relay its status.
+
+    The status goes straight to the host on ``host`` (a copy of the control socket) the moment
+    the init is reaped (then the job's pid namespace is empty); the leader then exits with
+    REPORTED. That takes the leader's own exit and the zygote's wake-up off every job's path;
+    a leader that could not report exits with the status and the zygote reports it.
 
     A *spare* leader (``spare`` set) does the slow part before its job exists: joining the cgroup
     (a cgroup migration waits for an RCU grace period, ~10 ms) and creating the namespaces. It
@@ -248,6 +256,12 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
         code = os.waitstatus_to_exitcode(status)
         if code < 0:
             code = 128 - code  # like unshare(1): killed by signal N -> 128+N
+        if host is not None:
+            try:
+                host.send(json.dumps({"op": "done", "id": msg["id"], "status": code}).encode())
+                code = REPORTED
+            except OSError:
+                pass
     except BaseException as exc:  # noqa: BLE001
         try:
             os.write(out_fd, f"agentopt-zygote: job setup failed: {type(exc).__name__}: {exc}\n".encode())
@@ -412,29 +426,33 @@ class Zygote:
             except Exception:  # noqa: BLE001
                 pass
         self.modules[key] = module
+        gc.freeze()  # the evaluator's objects too: see serve()
         return module
 
-    def _fork(self) -> int:
-        """fork(); the child drops the zygote's channels (control, spares) and its SIGCHLD handler."""
+    def _fork(self) -> tuple[int, socket.socket | None]:
+        """fork(); the child drops the zygote's channels (control, spares) and its SIGCHLD handler,
+        keeping one copy of the control socket to report its job's status on (see _leader)."""
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
+        host = None
         if pid == 0:
+            host = self.sock.dup()  # non-inheritable; the job's init closes it with every other fd
             self.sock.close()
             for other in self.spares.values():
                 other[1].close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        return pid
+        return pid, host
 
     def make_spare(self, msg: dict[str, Any]) -> None:
         """Fork a leader that joins the given cgroup and makes namespaces now, for a later job."""
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = self._fork()
+        pid, host = self._fork()
         if pid == 0:
             try:
                 here.close()
                 _leader(msg, self.cfg, -1, -1, self.runner, None, None, spare=there, modules=dict(self.modules),
-                        cz=self.cz)
+                        cz=self.cz, host=host)
             finally:
                 os._exit(SETUP_FAILED)
         there.close()
@@ -476,11 +494,11 @@ class Zygote:
                 pair[0].close()
                 pair[1].close()
             return
-        pid = self._fork()
+        pid, host = self._fork()
         if pid == 0:
             try:
                 fs = (self.cz, pair[0], pair[1]) if pair and self.cz else None
-                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs)
+                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs, host=host)
             finally:
                 os._exit(SETUP_FAILED)
         os.close(result_fd)
@@ -503,7 +521,7 @@ class Zygote:
                     spare[1].close()
                     del self.spares[sid]
             job = self.jobs.pop(pid, None)
-            if job is not None:
+            if job is not None and os.waitstatus_to_exitcode(status) != REPORTED:
                 self.send({"op": "done", "id": job, "status": os.waitstatus_to_exitcode(status)})
 
     def kill(self, job_id: str) -> None:
@@ -519,6 +537,9 @@ class Zygote:
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        # Every fork shares the zygote's pages copy-on-write; a collection in a job would touch
+        # (and so copy) every object the zygote holds. Frozen objects are never scanned.
+        gc.freeze()
         self.send({"op": "ready", "pid": os.getpid()})
         while True:
             ready, _, _ = select.select([self.sock, wake_r], [], [])

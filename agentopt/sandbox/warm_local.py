@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from agentopt.paths import runner_path
 from agentopt.sandbox import cgroups
 from agentopt.sandbox import isolation as iso
 from agentopt.sandbox.base import JobResult, SandboxJob
+from agentopt.sandbox.cgroup_pool import CgroupPool
 from agentopt.sandbox.local import (
     _DEFAULT_PATH,
     _FRAME_HEADER_MAX,
@@ -86,9 +88,10 @@ class _Worker:
     process is a plain Popen and a reader thread hands each "done" to the waiting job's loop.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket, pool: CgroupPool) -> None:
         self.proc = proc
         self.sock = sock
+        self.pool = pool
         self.pending: dict[str, asyncio.Future[int]] = {}
         self.dead: str | None = None
         # Pre-made job leaders (cgroup joined, namespaces made): (spare id, its cgroup, memory_mb).
@@ -152,7 +155,7 @@ class _Worker:
         with self._lock:
             spares, self.spares = self.spares, []
         for _sid, cg, _mb in spares:
-            cg.remove_now()
+            self.pool.release(cg)
 
     def take_spare(self, memory_mb: int) -> tuple[str, cgroups.JobCgroup] | None:
         """A ready spare leader for a job with this memory cap (None: start the job from scratch)."""
@@ -163,12 +166,12 @@ class _Worker:
                     return sid, cg
         return None
 
-    def add_spare(self, pids_max: int, memory_mb: int) -> None:
+    def add_spare(self, memory_mb: int) -> None:
         """Ask the zygote for a leader that joins a new job cgroup and makes namespaces ahead of time."""
         with self._lock:
             if self.dead or len(self.spares) >= _SPARES:
                 return
-        cg = cgroups.JobCgroup.create(pids_max=pids_max, memory_bytes=memory_mb * 1024 * 1024)
+        cg = self.pool.take(memory_mb * 1024 * 1024)
         if cg is None:
             return
         sid = secrets.token_hex(8)
@@ -176,7 +179,7 @@ class _Worker:
             self.send({"op": "spare", "id": sid, "cgroup_procs": [str(p) for p in cg.procs_files],
                        "network": False})
         except OSError:
-            cg.remove_now()
+            self.pool.release(cg)
             return
         with self._lock:
             self.spares.append((sid, cg, memory_mb))
@@ -216,6 +219,9 @@ class WarmLocalSandbox(LocalSandbox):
         self._preloaded: dict[str, Path] = {}
         self._retired: list[_Worker] = []
         self._guest_users: dict[tuple[str, int, int], bool] = {}
+        self._preload_stats: dict[tuple[tuple[str, int, int], ...], tuple[str, Path]] = {}
+        # Job cgroups are made before their job and removed after it by this pool's thread.
+        self._cgroups = CgroupPool(pids_max)
         # Jobs that ran cold because a worker was discarded (tests and benchmarks check it is 0).
         self.cold_fallbacks = 0
         self.spare_jobs = 0  # jobs started from a pre-made leader (no cgroup migration on their path)
@@ -271,7 +277,7 @@ class WarmLocalSandbox(LocalSandbox):
             raise SandboxError(f"cannot start a warm sandbox worker: {exc}") from exc
         finally:
             guest_sock.close()
-        worker = _Worker(proc, host_sock)
+        worker = _Worker(proc, host_sock, self._cgroups)
         cfg = {
             "runner": self._runner,
             "lib_dir": self._lib_dir,
@@ -294,6 +300,27 @@ class WarmLocalSandbox(LocalSandbox):
             raise SandboxError(f"warm sandbox worker failed to start{': ' + detail[0] if detail else ''}")
         worker.start_reader()
         return worker
+
+    def _preload_cached(self, job: SandboxJob) -> tuple[tuple[tuple[str, int, int], ...], tuple[str, Path] | None]:
+        """The staged preload for inputs whose path, size and mtime are unchanged (no read, no hash)."""
+        stats = []
+        try:
+            for src in (job.evaluator_path, *job.extra_files):
+                st = os.stat(src)
+                stats.append((str(src), st.st_size, st.st_mtime_ns))
+        except OSError:
+            return (), None
+        key = tuple(stats)
+        return key, self._preload_stats.get(key)
+
+    async def _preload(self, job: SandboxJob) -> tuple[str, Path] | None:
+        key, hit = self._preload_cached(job)
+        if hit is not None:
+            return hit
+        staged = await asyncio.to_thread(self._preload_dir, job)
+        if staged is not None and key:
+            self._preload_stats[key] = staged
+        return staged
 
     def _preload_dir(self, job: SandboxJob) -> tuple[str, Path] | None:
         """Stage the evaluator + extra files once per content, for the zygote to import from."""
@@ -384,8 +411,12 @@ class WarmLocalSandbox(LocalSandbox):
         nonce = new_nonce()
         job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self._root))
         cg: cgroups.JobCgroup | None = None
+        finished = False
         try:
-            program, evaluator, work = await asyncio.to_thread(self._prepare_dirs, job, job_dir)
+            if _small_inputs(job):  # a few small files: copying beats a thread hop
+                program, evaluator, work = self._prepare_dirs(job, job_dir)
+            else:
+                program, evaluator, work = await asyncio.to_thread(self._prepare_dirs, job, job_dir)
             env = self._job_env(job, work)
             key = self._worker_key(env)
             try:
@@ -394,11 +425,10 @@ class WarmLocalSandbox(LocalSandbox):
                 raise _Discarded(str(exc)) from exc
             spare = None if job.network else worker.take_spare(job.memory_mb)
             self.spare_jobs += spare is not None
-            cg = spare[1] if spare else cgroups.JobCgroup.create(pids_max=self._pids_max,
-                                                                   memory_bytes=job.memory_mb * 1024 * 1024)
+            cg = spare[1] if spare else self._cgroups.take(job.memory_mb * 1024 * 1024)
             if cg is None or cg.memory_dir is None or cg.pids_dir is None:
                 raise _Discarded("could not create the job's pids + memory cgroup")
-            preload = await asyncio.to_thread(self._preload_dir, job)
+            preload = await self._preload(job)
             payload = json.loads(build_job_payload(job, evaluator_path=str(evaluator), program_path=str(program),
                                                    lib_dir=self._lib_dir, nonce=nonce))
             job_id = secrets.token_hex(8)
@@ -409,11 +439,15 @@ class WarmLocalSandbox(LocalSandbox):
                    "spare": spare[0] if spare else None,
                    "preload_key": preload[0] if preload else None,
                    "preload_path": str(preload[1]) if preload else None}
-            return await self._execute_warm(job, worker, msg, cg, nonce)
+            result = await self._execute_warm(job, worker, msg, cg, nonce)
+            finished = True
+            return result
         finally:
-            if cg is not None:
-                await cg.remove()
-            await asyncio.to_thread(shutil.rmtree, job_dir, True)
+            # A finished job's processes are all gone (its pid namespace is empty); anything
+            # else (a cancel, a discarded worker) is killed here and now, before returning.
+            if cg is not None and not finished:
+                cg.signal(signal.SIGKILL)
+            self._cgroups.release(cg, job_dir)  # rmdir + rm -r happen off the job's path
 
     async def _execute_warm(self, job: SandboxJob, worker: _Worker, msg: dict[str, Any],
                             cg: cgroups.JobCgroup, nonce: str) -> JobResult:
@@ -436,7 +470,7 @@ class WarmLocalSandbox(LocalSandbox):
             os.close(res_w)
             os.close(err_w)
         if not job.network:  # the next job's leader gets ready while this one runs
-            worker.add_spare(self._pids_max, job.memory_mb)
+            worker.add_spare(job.memory_mb)
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
         timed_out = False
@@ -494,11 +528,29 @@ class WarmLocalSandbox(LocalSandbox):
         self._workers.clear()
         for w in workers:
             await asyncio.to_thread(w.kill)
+        await asyncio.to_thread(self._cgroups.close)
         await super().close()
 
 
 class _Discarded(Exception):
     """The warm path could not run this job fairly; the caller re-runs it cold."""
+
+
+_INLINE_INPUT_BYTES = 256 * 1024
+
+
+def _small_inputs(job: SandboxJob) -> bool:
+    """Are the job's inputs a few small plain files (cheap enough to copy on the event loop)?"""
+    total = 0
+    try:
+        for src in (job.program_path, job.evaluator_path, *job.extra_files):
+            st = os.stat(src)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            total += st.st_size
+    except OSError:
+        return False  # _prepare_dirs reports it, in a thread as before
+    return total <= _INLINE_INPUT_BYTES
 
 
 def _keep_paths(expose: list[str], root: str) -> list[str]:
