@@ -123,19 +123,31 @@ def _drop_privileges(uid: int, gid: int) -> None:
 # ------------------------------------------------------------------ per job (in the job's init)
 
 
+def _private_mounts(cfg: dict[str, Any], disk_mb: int) -> None:
+    """The job's own /proc and fresh tmpfs over /tmp, /var/tmp, /dev/shm (pid 1 of the job's namespaces)."""
+    os.setsid()
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _cover(cfg["private_tmp"], cfg["expose"], disk_mb, "1777")
+
+
 def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
-              module: Any, fs_fd: int | None) -> None:
-    """Runs as pid 1 of the job's namespaces; never returns."""
+              module: Any, fs_fd: int | None, *, premounted: bool = False, early_error: str | None = None) -> None:
+    """Runs as pid 1 of the job's namespaces; never returns.
+
+    ``premounted``: a spare init (see _spare_init) already made the private mounts before the job
+    came; ``early_error`` is how that failed, reported here so the host discards the worker.
+    """
     try:
         os.dup2(out_fd, 2)
-        for path in msg["cgroup_procs"]:
-            with open(path, "w") as f:
-                f.write("0")
-        os.setsid()
-        _mount("none", "/", None, MS_REC | MS_PRIVATE)
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if early_error:
+            raise OSError(early_error)
         disk = int(msg["disk_mb"])
-        _cover(cfg["private_tmp"], cfg["expose"], disk, "1777")
+        if not premounted:
+            for path in msg["cgroup_procs"]:
+                with open(path, "w") as f:
+                    f.write("0")
+            _private_mounts(cfg, disk)
         drop = cfg.get("drop")
         work = msg["work"]
         _tmpfs(work, disk, "0700", tuple(drop) if drop else None)
@@ -179,6 +191,36 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
     os._exit(runner.serve(msg["job"], module))
 
 
+def _spare_init(chan: socket.socket, cfg: dict[str, Any], disk_mb: int, runner: Any,
+                modules: dict[str, Any]) -> None:
+    """pid 1 of a spare's namespaces, forked before its job exists: make the private mounts, then
+    wait for the job (message + result/output/forkserver fds) from the leader. Never returns."""
+    early_error = None
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # an unused spare dies with its leader
+        _private_mounts(cfg, disk_mb)
+    except BaseException as exc:  # noqa: BLE001 - reported on the job's output once it comes
+        early_error = f"{type(exc).__name__}: {exc}"
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(chan, _MAX_MSG, 3)
+    except OSError:
+        os._exit(0)
+    if not data or len(fds) < 2:
+        os._exit(0)
+    chan.close()
+    # Received fds take the lowest free numbers (0 is free here): move them clear of 0-3 first.
+    moved = []
+    for i, fd in enumerate(fds):
+        moved.append(os.dup2(fd, 1010 + i, inheritable=False))
+        os.close(fd)
+    fds = moved
+    msg = json.loads(data)
+    if int(msg.get("disk_mb", -1)) != disk_mb:
+        early_error = early_error or "spare made for another disk size"
+    _job_init(msg, cfg, fds[0], fds[1], runner, modules.get(msg.get("preload_key") or ""),
+              fds[2] if len(fds) == 3 else None, premounted=True, early_error=early_error)
+
+
 def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
             module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None,
             spare: socket.socket | None = None, modules: dict[str, Any] | None = None,
@@ -191,8 +233,9 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
     a leader that could not report exits with the status and the zygote reports it.
 
     A *spare* leader (``spare`` set) does the slow part before its job exists: joining the cgroup
-    (a cgroup migration waits for an RCU grace period, ~10 ms) and creating the namespaces. It
-    then waits for the job message and its fds on ``spare``; its init inherits the cgroup.
+    (a cgroup migration waits for an RCU grace period, ~10 ms), creating the namespaces, forking
+    the job's init and (in it) making the private /proc and tmpfs mounts. It then waits for the
+    job message and its fds on ``spare`` and hands them to the waiting init.
     """
     code = SETUP_FAILED
     try:
@@ -205,27 +248,37 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
                 with open(path, "w") as f:
                     f.write("0")
             _unshare(flags)
+            to_init, chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pid = os.fork()
+            if pid == 0:
+                spare.close()
+                to_init.close()
+                if host is not None:
+                    host.close()
+                _spare_init(chan, cfg, int(msg["disk_mb"]), runner, modules or {})
+            chan.close()
             data, fds, _flags, _addr = socket.recv_fds(spare, _MAX_MSG, 4)
             if not data or len(fds) < 2:
-                os._exit(0)
+                os._exit(0)  # unused: the init dies with us (PDEATHSIG)
             spare.close()
             msg = json.loads(data)
-            msg["cgroup_procs"] = []  # joined above; the init inherits it
             msg["forkserver_cgroups"] = joined
             result_fd, out_fd = fds[0], fds[1]
-            module = (modules or {}).get(msg.get("preload_key") or "")
             if len(fds) == 4 and cz is not None:
                 forkserver = (cz, socket.socket(fileno=fds[2]), socket.socket(fileno=fds[3]))
             elif cz is not None:
                 cz.close()
+            socket.send_fds(to_init, [data], [result_fd, out_fd, *([forkserver[1].fileno()] if forkserver else [])])
+            to_init.close()
         else:
             _unshare(flags)
-        pid = os.fork()
-        if pid == 0:
-            if forkserver:
-                forkserver[0].close()
-                forkserver[2].close()
-            _job_init(msg, cfg, result_fd, out_fd, runner, module, forkserver[1].fileno() if forkserver else None)
+            pid = os.fork()
+            if pid == 0:
+                if forkserver:
+                    forkserver[0].close()
+                    forkserver[2].close()
+                _job_init(msg, cfg, result_fd, out_fd, runner, module,
+                          forkserver[1].fileno() if forkserver else None)
         os.close(result_fd)
         if forkserver:
             # Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces;

@@ -94,8 +94,9 @@ class _Worker:
         self.pool = pool
         self.pending: dict[str, asyncio.Future[int]] = {}
         self.dead: str | None = None
-        # Pre-made job leaders (cgroup joined, namespaces made): (spare id, its cgroup, memory_mb).
-        self.spares: list[tuple[str, cgroups.JobCgroup, int]] = []
+        # Pre-made job leaders (cgroup joined, namespaces and private mounts made, init forked):
+        # (spare id, its cgroup, (memory_mb, disk_mb) it was made for).
+        self.spares: list[tuple[str, cgroups.JobCgroup, tuple[int, int]]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_loop, name="agentopt-warm-worker", daemon=True)
 
@@ -157,16 +158,16 @@ class _Worker:
         for _sid, cg, _mb in spares:
             self.pool.release(cg)
 
-    def take_spare(self, memory_mb: int) -> tuple[str, cgroups.JobCgroup] | None:
-        """A ready spare leader for a job with this memory cap (None: start the job from scratch)."""
+    def take_spare(self, memory_mb: int, disk_mb: int) -> tuple[str, cgroups.JobCgroup] | None:
+        """A ready spare for a job with these memory and disk caps (None: start the job from scratch)."""
         with self._lock:
-            for i, (sid, cg, mb) in enumerate(self.spares):
-                if mb == memory_mb:
+            for i, (sid, cg, caps) in enumerate(self.spares):
+                if caps == (memory_mb, disk_mb):
                     del self.spares[i]
                     return sid, cg
         return None
 
-    def add_spare(self, memory_mb: int) -> None:
+    def add_spare(self, memory_mb: int, disk_mb: int) -> None:
         """Ask the zygote for a leader that joins a new job cgroup and makes namespaces ahead of time."""
         with self._lock:
             if self.dead or len(self.spares) >= _SPARES:
@@ -177,12 +178,12 @@ class _Worker:
         sid = secrets.token_hex(8)
         try:
             self.send({"op": "spare", "id": sid, "cgroup_procs": [str(p) for p in cg.procs_files],
-                       "network": False})
+                       "network": False, "disk_mb": disk_mb})
         except OSError:
             self.pool.release(cg)
             return
         with self._lock:
-            self.spares.append((sid, cg, memory_mb))
+            self.spares.append((sid, cg, (memory_mb, disk_mb)))
 
 
 def _resolve(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
@@ -423,7 +424,7 @@ class WarmLocalSandbox(LocalSandbox):
                 worker = await self._get_worker(key, env)
             except SandboxError as exc:
                 raise _Discarded(str(exc)) from exc
-            spare = None if job.network else worker.take_spare(job.memory_mb)
+            spare = None if job.network else worker.take_spare(job.memory_mb, job.max_disk_mb)
             self.spare_jobs += spare is not None
             cg = spare[1] if spare else self._cgroups.take(job.memory_mb * 1024 * 1024)
             if cg is None or cg.memory_dir is None or cg.pids_dir is None:
@@ -470,7 +471,7 @@ class WarmLocalSandbox(LocalSandbox):
             os.close(res_w)
             os.close(err_w)
         if not job.network:  # the next job's leader gets ready while this one runs
-            worker.add_spare(job.memory_mb)
+            worker.add_spare(job.memory_mb, job.max_disk_mb)
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
         timed_out = False
