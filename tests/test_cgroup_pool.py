@@ -4,6 +4,7 @@ removed after it off the job's path, and never a used or occupied one handed to 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -121,3 +122,39 @@ def test_each_warm_job_gets_a_fresh_cgroup_and_its_own_peak() -> None:
     assert big.peak_memory_mb is not None and big.peak_memory_mb >= 200, big
     # A used cgroup is never handed on: the next job's peak does not carry the 200 MiB.
     assert small.peak_memory_mb is not None and small.peak_memory_mb < 100, small
+
+
+@pytest.mark.skipif(warm_unavailable() is not None, reason=f"warm local: {warm_unavailable()}")
+def test_spares_follow_the_jobs_caps_and_leave_nothing_behind() -> None:
+    s = cgroups.detect()
+    mine = f"job-{os.getpid()}-"
+
+    def job_dirs() -> set[Path]:
+        return {d for parent in (s.pids_parent, s.memory_parent) if parent
+                for d in parent.iterdir() if d.name.startswith(mine)}
+
+    before = job_dirs()
+    evaluator = HERE / "hostile" / "eval_direct.py"
+
+    def job(disk_mb: int) -> SandboxJob:
+        return SandboxJob(evaluator_path=evaluator, program_path=HERE / "warm" / "whoami.py", timeout_s=20,
+                          max_disk_mb=disk_mb)
+
+    async def go() -> list:
+        sb = WarmLocalSandbox()
+        try:
+            results = []
+            spare_used = []
+            for disk in (64, 128, 128, 64):
+                n = sb.spare_jobs
+                results.append(await sb.run(job(disk)))
+                spare_used.append(sb.spare_jobs > n)
+            return [results, spare_used, sb.cold_fallbacks]
+        finally:
+            await sb.close()
+
+    results, spare_used, fallbacks = asyncio.run(go())
+    assert all(r.ok for r in results) and fallbacks == 0, results
+    # The 3rd job finds a spare made for its caps during the 2nd; the 2nd and 4th change caps.
+    assert spare_used == [False, False, True, False]
+    assert job_dirs() - before == set()

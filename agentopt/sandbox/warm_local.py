@@ -155,7 +155,7 @@ class _Worker:
             self.sock.close()
         with self._lock:
             spares, self.spares = self.spares, []
-        for _sid, cg, _mb in spares:
+        for _sid, cg, _caps in spares:
             self.pool.release(cg)
 
     def take_spare(self, memory_mb: int, disk_mb: int) -> tuple[str, cgroups.JobCgroup] | None:
@@ -168,10 +168,20 @@ class _Worker:
         return None
 
     def add_spare(self, memory_mb: int, disk_mb: int) -> None:
-        """Ask the zygote for a leader that joins a new job cgroup and makes namespaces ahead of time."""
+        """Ask the zygote for a leader that joins a new job cgroup and makes namespaces ahead of time.
+
+        A spare made for other caps is dropped (its cgroup's removal kills it): runs change caps
+        rarely, and a spare that no job can use would hold a cgroup and two processes forever.
+        """
+        caps = (memory_mb, disk_mb)
         with self._lock:
-            if self.dead or len(self.spares) >= _SPARES:
-                return
+            stale = [s for s in self.spares if s[2] != caps]
+            self.spares = [s for s in self.spares if s[2] == caps]
+            full = bool(self.dead) or len(self.spares) >= _SPARES
+        for _sid, cg, _caps in stale:
+            self.pool.release(cg)
+        if full:
+            return
         cg = self.pool.take(memory_mb * 1024 * 1024)
         if cg is None:
             return
@@ -183,7 +193,7 @@ class _Worker:
             self.pool.release(cg)
             return
         with self._lock:
-            self.spares.append((sid, cg, (memory_mb, disk_mb)))
+            self.spares.append((sid, cg, caps))
 
 
 def _resolve(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
