@@ -15,11 +15,11 @@ Process tree (every arrow is a fork; nothing is exec'd per job)::
                tmpfs over /tmp, /var/tmp, /dev/shm and the work dir, rlimits, drop to nobody
                (no groups, no capabilities, no_new_privs), clean env, then the runner's job code.
 
-Per job the host sends one message: JSON {op: "run", id, job: <runner job>, ...} plus two file
-descriptors (result pipe, output pipe) by SCM_RIGHTS. The job's leader answers {op: "done", id,
-status} on its copy of the control socket when it has reaped the job's init (by then every process
-of the job is gone: the kernel empties a pid namespace before its init is reaped); the zygote
-answers for a leader that died without reporting. Setup failures exit with code 125 and a message on the
+Per job the host sends one message: JSON {op: "run", id, job: <runner job>, ...} plus three file
+descriptors (result pipe, output pipe, status pipe) by SCM_RIGHTS. The job's leader writes the
+job's exit status to the status pipe when it has reaped the job's init (by then every process of
+the job is gone: the kernel empties a pid namespace before its init is reaped); for a leader that
+died without writing it, the zygote answers {op: "done", id, status} on the control socket. Setup failures exit with code 125 and a message on the
 job's output; the host then discards this worker.
 """
 
@@ -224,13 +224,14 @@ def _spare_init(chan: socket.socket, cfg: dict[str, Any], disk_mb: int, runner: 
 def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
             module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None,
             spare: socket.socket | None = None, modules: dict[str, Any] | None = None,
-            cz: socket.socket | None = None, host: socket.socket | None = None) -> None:
+            cz: socket.socket | None = None, status_fd: int = -1) -> None:
     """Root process outside the job's namespaces: create them, fork the job's init, relay its status.
 
-    The status goes straight to the host on ``host`` (a copy of the control socket) the moment
-    the init is reaped (then the job's pid namespace is empty); the leader then exits with
-    REPORTED. That takes the leader's own exit and the zygote's wake-up off every job's path;
-    a leader that could not report exits with the status and the zygote reports it.
+    The status goes straight to the host's event loop on the job's status pipe (``status_fd``,
+    which no job process holds) the moment the init is reaped (then the job's pid namespace is
+    empty); the leader then exits with REPORTED. That takes the leader's exit, the zygote's
+    wake-up and the host's reader thread off every job's path. A leader that could not write it
+    exits with the status, and the zygote reports it on the control socket as before.
 
     A *spare* leader (``spare`` set) does the slow part before its job exists: joining the cgroup
     (a cgroup migration waits for an RCU grace period, ~10 ms), creating the namespaces, forking
@@ -253,19 +254,17 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
             if pid == 0:
                 spare.close()
                 to_init.close()
-                if host is not None:
-                    host.close()
                 _spare_init(chan, cfg, int(msg["disk_mb"]), runner, modules or {})
             chan.close()
-            data, fds, _flags, _addr = socket.recv_fds(spare, _MAX_MSG, 4)
-            if not data or len(fds) < 2:
+            data, fds, _flags, _addr = socket.recv_fds(spare, _MAX_MSG, 5)
+            if not data or len(fds) < 3:
                 os._exit(0)  # unused: the init dies with us (PDEATHSIG)
             spare.close()
             msg = json.loads(data)
             msg["forkserver_cgroups"] = joined
-            result_fd, out_fd = fds[0], fds[1]
-            if len(fds) == 4 and cz is not None:
-                forkserver = (cz, socket.socket(fileno=fds[2]), socket.socket(fileno=fds[3]))
+            result_fd, out_fd, status_fd = fds[0], fds[1], fds[2]
+            if len(fds) == 5 and cz is not None:
+                forkserver = (cz, socket.socket(fileno=fds[3]), socket.socket(fileno=fds[4]))
             elif cz is not None:
                 cz.close()
             socket.send_fds(to_init, [data], [result_fd, out_fd, *([forkserver[1].fileno()] if forkserver else [])])
@@ -274,6 +273,8 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
             _unshare(flags)
             pid = os.fork()
             if pid == 0:
+                if status_fd >= 0:
+                    os.close(status_fd)
                 if forkserver:
                     forkserver[0].close()
                     forkserver[2].close()
@@ -309,11 +310,11 @@ def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: in
         code = os.waitstatus_to_exitcode(status)
         if code < 0:
             code = 128 - code  # like unshare(1): killed by signal N -> 128+N
-        if host is not None:
+        if status_fd >= 0:
             try:
-                host.send(json.dumps({"op": "done", "id": msg["id"], "status": code}).encode())
+                os.write(status_fd, b"%d\n" % code)
                 code = REPORTED
-            except OSError:
+            except OSError:  # the host gave up on this job; the zygote reports it anyway
                 pass
     except BaseException as exc:  # noqa: BLE001
         try:
@@ -482,30 +483,27 @@ class Zygote:
         gc.freeze()  # the evaluator's objects too: see serve()
         return module
 
-    def _fork(self) -> tuple[int, socket.socket | None]:
-        """fork(); the child drops the zygote's channels (control, spares) and its SIGCHLD handler,
-        keeping one copy of the control socket to report its job's status on (see _leader)."""
+    def _fork(self) -> int:
+        """fork(); the child drops the zygote's channels (control, spares) and its SIGCHLD handler."""
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        host = None
         if pid == 0:
-            host = self.sock.dup()  # non-inheritable; the job's init closes it with every other fd
             self.sock.close()
             for other in self.spares.values():
                 other[1].close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        return pid, host
+        return pid
 
     def make_spare(self, msg: dict[str, Any]) -> None:
         """Fork a leader that joins the given cgroup and makes namespaces now, for a later job."""
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid, host = self._fork()
+        pid = self._fork()
         if pid == 0:
             try:
                 here.close()
                 _leader(msg, self.cfg, -1, -1, self.runner, None, None, spare=there, modules=dict(self.modules),
-                        cz=self.cz, host=host)
+                        cz=self.cz)
             finally:
                 os._exit(SETUP_FAILED)
         there.close()
@@ -535,7 +533,7 @@ class Zygote:
         return True
 
     def start_job(self, msg: dict[str, Any], fds: list[int]) -> None:
-        result_fd, out_fd = fds
+        result_fd, out_fd, status_fd = fds
         module = None
         if msg.get("preload_key") and msg.get("preload_path"):
             module = self.preload(msg["preload_key"], msg["preload_path"], msg["env"])
@@ -547,15 +545,15 @@ class Zygote:
                 pair[0].close()
                 pair[1].close()
             return
-        pid, host = self._fork()
+        pid = self._fork()
         if pid == 0:
             try:
                 fs = (self.cz, pair[0], pair[1]) if pair and self.cz else None
-                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs, host=host)
+                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs, status_fd=status_fd)
             finally:
                 os._exit(SETUP_FAILED)
-        os.close(result_fd)
-        os.close(out_fd)
+        for fd in fds:
+            os.close(fd)
         if pair:
             pair[0].close()
             pair[1].close()
@@ -608,7 +606,7 @@ class Zygote:
             if not data:
                 return 0  # host gone: our death kills every job
             msg = json.loads(data)
-            if msg.get("op") == "run" and len(fds) == 2:
+            if msg.get("op") == "run" and len(fds) == 3:
                 self.start_job(msg, fds)
             elif msg.get("op") == "spare":
                 self.make_spare(msg)

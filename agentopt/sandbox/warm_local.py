@@ -465,25 +465,27 @@ class WarmLocalSandbox(LocalSandbox):
         loop = asyncio.get_running_loop()
         res_r, res_w = os.pipe()
         err_r, err_w = os.pipe()
+        st_r, st_w = os.pipe()  # the job's leader writes its exit status here (no job process holds it)
         done: asyncio.Future[int] = loop.create_future()
         t0 = time.monotonic()
         try:
             try:
                 worker.add(msg["id"], done)
-                worker.send(msg, [res_w, err_w])
+                worker.send(msg, [res_w, err_w, st_w])
             except (OSError, SandboxError) as exc:
                 worker.forget(msg["id"])
                 await asyncio.to_thread(worker.kill)
-                os.close(res_r)
-                os.close(err_r)
+                for fd in (res_r, err_r, st_r):
+                    os.close(fd)
                 raise _Discarded(f"cannot reach the worker: {exc}") from exc
         finally:
-            os.close(res_w)
-            os.close(err_w)
+            for fd in (res_w, err_w, st_w):
+                os.close(fd)
         if not job.network:  # the next job's leader gets ready while this one runs
             worker.add_spare(job.memory_mb, job.max_disk_mb)
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
+        exited = asyncio.create_task(_job_status(st_r, done))
         timed_out = False
         status: int | None = None
         try:
@@ -491,20 +493,20 @@ class WarmLocalSandbox(LocalSandbox):
             # A cancelled job is killed by the cgroup sweep in _run_warm's finally.
             try:
                 async with asyncio.timeout(job.timeout_s):
-                    status = await asyncio.shield(done)
+                    status = await asyncio.shield(exited)
             except TimeoutError:
                 timed_out = True
                 cg.signal(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_TERM_GRACE_S):
-                        status = await asyncio.shield(done)
+                        status = await asyncio.shield(exited)
             if status is None:
                 cg.signal(signal.SIGKILL)
                 with contextlib.suppress(OSError):
                     worker.send({"op": "kill", "id": msg["id"]})
                 try:
                     async with asyncio.timeout(_DONE_GRACE_S):
-                        status = await asyncio.shield(done)
+                        status = await asyncio.shield(exited)
                 except TimeoutError:
                     await asyncio.to_thread(worker.kill)  # doubt: the job did not die when told
                     status = None
@@ -513,6 +515,7 @@ class WarmLocalSandbox(LocalSandbox):
                 t.cancel()
             raise _Discarded(str(exc)) from exc
         finally:
+            exited.cancel()  # a no-op once it has the status
             worker.forget(msg["id"])
         wall = time.monotonic() - t0
         finished, pending = await asyncio.wait([out_task, err_task], timeout=2.0)
@@ -566,6 +569,16 @@ def _small_inputs(job: SandboxJob) -> bool:
 
 def _keep_paths(expose: list[str], root: str) -> list[str]:
     return iso.minimal_roots([*expose, root])
+
+
+async def _job_status(fd: int, reported: asyncio.Future[int]) -> int:
+    """The job's exit status: from its leader's status pipe, or (a leader that died without writing
+    it) from the zygote's report on the control channel, which ``reported`` receives."""
+    data, _ = await _read_fd(fd, 32)
+    try:
+        return int(data)
+    except ValueError:
+        return await reported
 
 
 async def _read_fd(fd: int, cap: int) -> tuple[bytes, int]:
