@@ -10,17 +10,20 @@ Process tree (every arrow is a fork; nothing is exec'd per job)::
      zygote    pid 1 of the worker pid namespace, own mount namespace; has imported the runner
      |         and the task's evaluator (with its heavy imports) once. PDEATHSIG=KILL from outer.
      |         When it dies the kernel kills every process in its pid namespace, nested ones too.
-     leader    per job, root: unshare(pid, mount[, net]) namespaces, fork, wait, report status
-      init     pid 1 of the job's pid namespace: join the job's cgroups, mount /proc and private
-               tmpfs over /tmp, /var/tmp, /dev/shm and the work dir, rlimits, drop to nobody
-               (no groups, no capabilities, no_new_privs), clean env, then the runner's job code.
+      init     per job, forked straight into a fresh pid namespace (the zygote unshares it for
+               its next child only, then sets its own back), pid 1 there: join the job's cgroups,
+               make its mount (and net) namespace, mount /proc and private tmpfs over /tmp,
+               /var/tmp, /dev/shm and the work dir, rlimits, drop to nobody (no groups, no
+               capabilities, no_new_privs), clean env, then the runner's job code.
 
 Per job the host sends one message: JSON {op: "run", id, job: <runner job>, ...} plus three file
-descriptors (result pipe, output pipe, status pipe) by SCM_RIGHTS. The job's leader writes the
-job's exit status to the status pipe when it has reaped the job's init (by then every process of
-the job is gone: the kernel empties a pid namespace before its init is reaped); for a leader that
-died without writing it, the zygote answers {op: "done", id, status} on the control socket. Setup failures exit with code 125 and a message on the
-job's output; the host then discards this worker.
+descriptors (result pipe, output pipe, status pipe) by SCM_RIGHTS. The zygote writes the job's exit
+status to the status pipe when it has reaped the job's init (by then every process of the job is
+gone: the kernel empties a pid namespace before its init is reaped); no job process holds that
+pipe. Were it gone, the zygote answers {op: "done", id, status} on the control socket instead.
+Setup failures exit with code 125 and a message on the job's output; the host then discards this
+worker. A *spare* init is forked while a job runs and does the job-independent half of the set-up
+(cgroup, namespaces, mounts) before its job exists (see _spare_init).
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 FORKSERVER_FD = 3  # where a job's evaluator finds its candidate forkserver's socket
 SETUP_FAILED = 125
-REPORTED = 199  # a leader's exit code: it already sent the job's "done" itself
 _MAX_MSG = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -123,31 +125,47 @@ def _drop_privileges(uid: int, gid: int) -> None:
 # ------------------------------------------------------------------ per job (in the job's init)
 
 
-def _private_mounts(cfg: dict[str, Any], disk_mb: int) -> None:
-    """The job's own /proc and fresh tmpfs over /tmp, /var/tmp, /dev/shm (pid 1 of the job's namespaces)."""
+def _enter_job_namespaces(cfg: dict[str, Any], cgroup_procs: list[str], network: bool, disk_mb: int) -> int:
+    """In a fresh fork (pid 1 of its own pid namespace): join the job's cgroups, make its mount (and
+    net) namespace, its own /proc and fresh tmpfs over /tmp, /var/tmp, /dev/shm. Returns this
+    process's pid as the zygote sees it (what the candidate zygote needs to find the namespaces)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    outer_pid = int(os.readlink("/proc/self"))  # still the zygote's /proc here
+    for path in cgroup_procs:
+        with open(path, "w") as f:
+            f.write("0")
+    _unshare(CLONE_NEWNS | (0 if network else CLONE_NEWNET))
     os.setsid()
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _cover(cfg["private_tmp"], cfg["expose"], disk_mb, "1777")
+    return outer_pid
+
+
+def _request_forkserver(cz: socket.socket, msg: dict[str, Any], outer_pid: int, theirs: int, out_fd: int) -> None:
+    """Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces (made
+    by now); its children print into the job's output pipe like every other job process."""
+    request = {key: msg[key] for key in ("cgroup_procs", "work", "limits", "env", "network")}
+    request["init_pid"] = outer_pid
+    socket.send_fds(cz, [json.dumps(request).encode()], [theirs, out_fd])
 
 
 def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
-              module: Any, fs_fd: int | None, *, premounted: bool = False, early_error: str | None = None) -> None:
+              module: Any, fs: tuple[int, int] | None, cz: socket.socket | None, *,
+              outer_pid: int | None = None, early_error: str | None = None) -> None:
     """Runs as pid 1 of the job's namespaces; never returns.
 
-    ``premounted``: a spare init (see _spare_init) already made the private mounts before the job
-    came; ``early_error`` is how that failed, reported here so the host discards the worker.
+    ``fs``: (this job's end, the forkserver's end) of the candidate forkserver channel. A spare
+    (see _spare_init) made its namespaces before the job came (``outer_pid`` set); ``early_error``
+    is how that failed, reported here so the host discards the worker.
     """
     try:
         os.dup2(out_fd, 2)
         if early_error:
             raise OSError(early_error)
         disk = int(msg["disk_mb"])
-        if not premounted:
-            for path in msg["cgroup_procs"]:
-                with open(path, "w") as f:
-                    f.write("0")
-            _private_mounts(cfg, disk)
+        if outer_pid is None:
+            outer_pid = _enter_job_namespaces(cfg, msg["cgroup_procs"], bool(msg.get("network")), disk)
         drop = cfg.get("drop")
         work = msg["work"]
         _tmpfs(work, disk, "0700", tuple(drop) if drop else None)
@@ -155,6 +173,10 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
         if drop:
             os.chown(os.path.join(work, "tmp"), drop[0], drop[1])
         os.chdir(work)
+        fs_fd = None
+        if fs is not None and cz is not None:
+            _request_forkserver(cz, msg, outer_pid, fs[1], out_fd)
+            fs_fd = fs[0]
         lim = msg["limits"]
         for name, value in lim.items():
             which = getattr(resource, name)
@@ -191,137 +213,40 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
     os._exit(runner.serve(msg["job"], module))
 
 
-def _spare_init(chan: socket.socket, cfg: dict[str, Any], disk_mb: int, runner: Any,
-                modules: dict[str, Any]) -> None:
-    """pid 1 of a spare's namespaces, forked before its job exists: make the private mounts, then
-    wait for the job (message + result/output/forkserver fds) from the leader. Never returns."""
+def _spare_init(chan: socket.socket, spec: dict[str, Any], cfg: dict[str, Any], runner: Any,
+                modules: dict[str, Any], cz: socket.socket | None) -> None:
+    """pid 1 of a spare's namespaces, forked before its job exists: join the job cgroup, make the
+    namespaces and private mounts, then wait for the job (message + result/output fds and the
+    forkserver channel's two ends) from the zygote. Never returns.
+
+    Why ahead of time: joining a cgroup (a process migration) waits for an RCU grace period, and
+    the fork, the namespaces and the mounts are a few ms more; a spare does them while the job
+    before it runs."""
     early_error = None
+    outer_pid = 0
+    disk_mb = int(spec["disk_mb"])
     try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # an unused spare dies with its leader
-        _private_mounts(cfg, disk_mb)
+        outer_pid = _enter_job_namespaces(cfg, spec["cgroup_procs"], False, disk_mb)
     except BaseException as exc:  # noqa: BLE001 - reported on the job's output once it comes
         early_error = f"{type(exc).__name__}: {exc}"
     try:
-        data, fds, _flags, _addr = socket.recv_fds(chan, _MAX_MSG, 3)
+        data, fds, _flags, _addr = socket.recv_fds(chan, _MAX_MSG, 4)
     except OSError:
         os._exit(0)
     if not data or len(fds) < 2:
-        os._exit(0)
+        os._exit(0)  # not used (the zygote closed the channel)
     chan.close()
     # Received fds take the lowest free numbers (0 is free here): move them clear of 0-3 first.
     moved = []
     for i, fd in enumerate(fds):
         moved.append(os.dup2(fd, 1010 + i, inheritable=False))
         os.close(fd)
-    fds = moved
     msg = json.loads(data)
-    if int(msg.get("disk_mb", -1)) != disk_mb:
-        early_error = early_error or "spare made for another disk size"
-    _job_init(msg, cfg, fds[0], fds[1], runner, modules.get(msg.get("preload_key") or ""),
-              fds[2] if len(fds) == 3 else None, premounted=True, early_error=early_error)
-
-
-def _leader(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: int, runner: Any,
-            module: Any, forkserver: tuple[socket.socket, socket.socket, socket.socket] | None,
-            spare: socket.socket | None = None, modules: dict[str, Any] | None = None,
-            cz: socket.socket | None = None, status_fd: int = -1) -> None:
-    """Root process outside the job's namespaces: create them, fork the job's init, relay its status.
-
-    The status goes straight to the host's event loop on the job's status pipe (``status_fd``,
-    which no job process holds) the moment the init is reaped (then the job's pid namespace is
-    empty); the leader then exits with REPORTED. That takes the leader's exit, the zygote's
-    wake-up and the host's reader thread off every job's path. A leader that could not write it
-    exits with the status, and the zygote reports it on the control socket as before.
-
-    A *spare* leader (``spare`` set) does the slow part before its job exists: joining the cgroup
-    (a cgroup migration waits for an RCU grace period, ~10 ms), creating the namespaces, forking
-    the job's init and (in it) making the private /proc and tmpfs mounts. It then waits for the
-    job message and its fds on ``spare`` and hands them to the waiting init.
-    """
-    code = SETUP_FAILED
-    try:
-        signal.set_wakeup_fd(-1)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        flags = CLONE_NEWNS | CLONE_NEWPID | (0 if msg.get("network") else CLONE_NEWNET)
-        if spare is not None:
-            joined = msg["cgroup_procs"]
-            for path in joined:
-                with open(path, "w") as f:
-                    f.write("0")
-            _unshare(flags)
-            to_init, chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            pid = os.fork()
-            if pid == 0:
-                spare.close()
-                to_init.close()
-                _spare_init(chan, cfg, int(msg["disk_mb"]), runner, modules or {})
-            chan.close()
-            data, fds, _flags, _addr = socket.recv_fds(spare, _MAX_MSG, 5)
-            if not data or len(fds) < 3:
-                os._exit(0)  # unused: the init dies with us (PDEATHSIG)
-            spare.close()
-            msg = json.loads(data)
-            msg["forkserver_cgroups"] = joined
-            result_fd, out_fd, status_fd = fds[0], fds[1], fds[2]
-            if len(fds) == 5 and cz is not None:
-                forkserver = (cz, socket.socket(fileno=fds[3]), socket.socket(fileno=fds[4]))
-            elif cz is not None:
-                cz.close()
-            socket.send_fds(to_init, [data], [result_fd, out_fd, *([forkserver[1].fileno()] if forkserver else [])])
-            to_init.close()
-        else:
-            _unshare(flags)
-            pid = os.fork()
-            if pid == 0:
-                if status_fd >= 0:
-                    os.close(status_fd)
-                if forkserver:
-                    forkserver[0].close()
-                    forkserver[2].close()
-                _job_init(msg, cfg, result_fd, out_fd, runner, module,
-                          forkserver[1].fileno() if forkserver else None)
-        os.close(result_fd)
-        if forkserver:
-            # Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces;
-            # its children print into the job's output pipe like every other job process.
-            cz, mine, theirs = forkserver
-            mine.close()
-            request = {key: msg[key] for key in ("cgroup_procs", "work", "limits", "env", "network")}
-            request["cgroup_procs"] = msg.get("forkserver_cgroups") or msg["cgroup_procs"]
-            request["init_pid"] = pid
-            socket.send_fds(cz, [json.dumps(request).encode()], [theirs.fileno(), out_fd])
-            theirs.close()
-            cz.close()
-        os.close(out_fd)
-
-        def kill_init(_sig: int, _frame: Any) -> None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-        signal.signal(signal.SIGUSR1, kill_init)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        code = os.waitstatus_to_exitcode(status)
-        if code < 0:
-            code = 128 - code  # like unshare(1): killed by signal N -> 128+N
-        if status_fd >= 0:
-            try:
-                os.write(status_fd, b"%d\n" % code)
-                code = REPORTED
-            except OSError:  # the host gave up on this job; the zygote reports it anyway
-                pass
-    except BaseException as exc:  # noqa: BLE001
-        try:
-            os.write(out_fd, f"agentopt-zygote: job setup failed: {type(exc).__name__}: {exc}\n".encode())
-        except OSError:
-            pass
-    os._exit(code)
+    if int(msg.get("disk_mb", -1)) != disk_mb or msg.get("network"):
+        early_error = early_error or "spare made for another job shape"
+    _job_init(msg, cfg, moved[0], moved[1], runner, modules.get(msg.get("preload_key") or ""),
+              (moved[2], moved[3]) if len(moved) == 4 else None, cz, outer_pid=outer_pid,
+              early_error=early_error)
 
 
 # ------------------------------------------------------------------ the candidate zygote
@@ -405,7 +330,7 @@ def _enter_job(req: dict[str, Any], cfg: dict[str, Any], fd: int, out_fd: int) -
 
 
 def _candidate_zygote(sock: socket.socket, cfg: dict[str, Any]) -> None:
-    """Fork one forkserver per request (sent by a job's leader with the job's init pid)."""
+    """Fork one forkserver per request (sent by a job's init with its pid as the zygote sees it)."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     while True:
         try:
@@ -437,9 +362,10 @@ class Zygote:
         self.cz = cz  # channel to the candidate zygote (None: evaluators start their own)
         self.cfg = cfg
         self.runner = runner
-        self.jobs: dict[int, str] = {}  # leader pid -> job id
+        self.jobs: dict[int, tuple[str, int]] = {}  # job init pid -> (job id, status pipe)
         self.spares: dict[str, tuple[int, socket.socket, frozenset[str]]] = {}  # id -> (pid, channel, preloaded)
         self.modules: dict[str, Any] = {}  # preload key -> evaluator module (None: import per job)
+        self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)  # to come back to after each job's unshare
 
     def send(self, obj: dict[str, Any]) -> None:
         self.sock.send(json.dumps(obj).encode())
@@ -484,7 +410,8 @@ class Zygote:
         return module
 
     def _fork(self) -> int:
-        """fork(); the child drops the zygote's channels (control, spares) and its SIGCHLD handler."""
+        """fork(); the child drops the zygote's channels (control, spares, status pipes) and its
+        SIGCHLD handler."""
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -492,28 +419,45 @@ class Zygote:
             self.sock.close()
             for other in self.spares.values():
                 other[1].close()
+            for _job, status_fd in self.jobs.values():
+                os.close(status_fd)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         return pid
 
+    def _fork_init(self) -> int:
+        """fork() a child that is pid 1 of a fresh pid namespace (unshare, fork, then set this
+        process's namespace for children back: the next fork must not land in the same one)."""
+        _unshare(CLONE_NEWPID)
+        try:
+            pid = self._fork()
+        except BaseException:
+            self._restore_pidns()
+            raise
+        if pid:  # (both are "pid 1" of their namespace: only fork's return value tells them apart)
+            self._restore_pidns()
+        return pid
+
+    def _restore_pidns(self) -> None:
+        _check(_libc.setns(self.pidns, CLONE_NEWPID), "setns back to the worker pid namespace")
+
     def make_spare(self, msg: dict[str, Any]) -> None:
-        """Fork a leader that joins the given cgroup and makes namespaces now, for a later job."""
+        """Fork, for a later job, an init that joins the given cgroup and makes its namespaces now."""
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = self._fork()
+        pid = self._fork_init()
         if pid == 0:
             try:
                 here.close()
-                _leader(msg, self.cfg, -1, -1, self.runner, None, None, spare=there, modules=dict(self.modules),
-                        cz=self.cz)
+                _spare_init(there, msg, self.cfg, self.runner, dict(self.modules), self.cz)
             finally:
                 os._exit(SETUP_FAILED)
         there.close()
         self.spares[str(msg["id"])] = (pid, here, frozenset(self.modules))
 
-    def use_spare(self, msg: dict[str, Any], fds: list[int], pair: tuple[socket.socket, socket.socket] | None) -> bool:
-        """Hand the job to its spare leader; False (spare discarded) when it cannot take it."""
+    def use_spare(self, msg: dict[str, Any], fds: list[int], pair: tuple[socket.socket, socket.socket] | None) -> int:
+        """Hand the job to its spare init: its pid, or 0 (spare discarded) when it cannot take it."""
         spare = self.spares.pop(str(msg.get("spare")), None) if msg.get("spare") else None
         if spare is None:
-            return False
+            return 0
         pid, sock, keys = spare
         usable = not msg.get("network") and (not msg.get("preload_key") or msg["preload_key"] in keys)
         if usable:
@@ -528,9 +472,8 @@ class Zygote:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            return False
-        self.jobs[pid] = msg["id"]
-        return True
+            return 0
+        return pid
 
     def start_job(self, msg: dict[str, Any], fds: list[int]) -> None:
         result_fd, out_fd, status_fd = fds
@@ -538,28 +481,26 @@ class Zygote:
         if msg.get("preload_key") and msg.get("preload_path"):
             module = self.preload(msg["preload_key"], msg["preload_path"], msg["env"])
         pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if msg.get("forkserver") and self.cz else None
-        if self.use_spare(msg, fds, pair):
-            for fd in fds:
-                os.close(fd)
-            if pair:
-                pair[0].close()
-                pair[1].close()
-            return
-        pid = self._fork()
-        if pid == 0:
-            try:
-                fs = (self.cz, pair[0], pair[1]) if pair and self.cz else None
-                _leader(msg, self.cfg, result_fd, out_fd, self.runner, module, fs, status_fd=status_fd)
-            finally:
-                os._exit(SETUP_FAILED)
-        for fd in fds:
-            os.close(fd)
+        pid = self.use_spare(msg, [result_fd, out_fd], pair)
+        if not pid:
+            pid = self._fork_init()
+            if pid == 0:
+                try:
+                    os.close(status_fd)
+                    fs = (pair[0].fileno(), pair[1].fileno()) if pair else None
+                    _job_init(msg, self.cfg, result_fd, out_fd, self.runner, module, fs, self.cz)
+                finally:
+                    os._exit(SETUP_FAILED)
+        os.close(result_fd)
+        os.close(out_fd)
         if pair:
             pair[0].close()
             pair[1].close()
-        self.jobs[pid] = msg["id"]
+        self.jobs[pid] = (str(msg["id"]), status_fd)
 
     def reap(self) -> None:
+        """Reap exited inits; a job's status goes to its status pipe (the host's event loop reads
+        it), or on the control socket when that pipe is gone."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -572,14 +513,24 @@ class Zygote:
                     spare[1].close()
                     del self.spares[sid]
             job = self.jobs.pop(pid, None)
-            if job is not None and os.waitstatus_to_exitcode(status) != REPORTED:
-                self.send({"op": "done", "id": job, "status": os.waitstatus_to_exitcode(status)})
+            if job is None:
+                continue
+            job_id, status_fd = job
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code  # like unshare(1): killed by signal N -> 128+N
+            try:
+                os.write(status_fd, b"%d\n" % code)
+            except OSError:
+                self.send({"op": "done", "id": job_id, "status": code})
+            finally:
+                os.close(status_fd)
 
     def kill(self, job_id: str) -> None:
-        for pid, jid in self.jobs.items():
+        for pid, (jid, _fd) in self.jobs.items():
             if jid == job_id:
                 try:
-                    os.kill(pid, signal.SIGUSR1)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 

@@ -64,7 +64,7 @@ def test_jobs_run_warm_with_every_layer() -> None:
 
     results, fallbacks, started, available, spare_jobs = asyncio.run(go())
     assert fallbacks == 0 and started == 1
-    assert spare_jobs == 2  # jobs 2 and 3 start from the leader made ready during the job before
+    assert spare_jobs == 2  # jobs 2 and 3 start from the init made ready during the job before
     for r in results:
         assert r.ok, r
         assert r.value["pid"] == 1 and r.value["uid"] == 65534  # own pid namespace, dropped to nobody

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 _SETUP_FAILED = 125
 _MAX_WORKERS = 4  # distinct job environments kept warm at once
-_SPARES = 1  # pre-made job leaders per worker (take the next job's cgroup migration off its path)
+_SPARES = 1  # pre-made job inits per worker (take the next job's cgroup migration and mounts off its path)
 _START_TIMEOUT_S = 30.0
 _DONE_GRACE_S = 5.0
 
@@ -94,7 +94,7 @@ class _Worker:
         self.pool = pool
         self.pending: dict[str, asyncio.Future[int]] = {}
         self.dead: str | None = None
-        # Pre-made job leaders (cgroup joined, namespaces and private mounts made, init forked):
+        # Pre-made job inits (forked, cgroup joined, namespaces and private mounts made):
         # (spare id, its cgroup, (memory_mb, disk_mb) it was made for).
         self.spares: list[tuple[str, cgroups.JobCgroup, tuple[int, int]]] = []
         self._lock = threading.Lock()
@@ -168,7 +168,7 @@ class _Worker:
         return None
 
     def add_spare(self, memory_mb: int, disk_mb: int) -> None:
-        """Ask the zygote for a leader that joins a new job cgroup and makes namespaces ahead of time.
+        """Ask the zygote for a job init that joins a new job cgroup and makes its namespaces ahead of time.
 
         A spare made for other caps is dropped (its cgroup's removal kills it): runs change caps
         rarely, and a spare that no job can use would hold a cgroup and two processes forever.
@@ -235,7 +235,7 @@ class WarmLocalSandbox(LocalSandbox):
         self._cgroups = CgroupPool(pids_max)
         # Jobs that ran cold because a worker was discarded (tests and benchmarks check it is 0).
         self.cold_fallbacks = 0
-        self.spare_jobs = 0  # jobs started from a pre-made leader (no cgroup migration on their path)
+        self.spare_jobs = 0  # jobs started from a pre-made init (no cgroup migration on their path)
         self.workers_started = 0
 
     # ------------------------------------------------------------------ workers
@@ -465,7 +465,7 @@ class WarmLocalSandbox(LocalSandbox):
         loop = asyncio.get_running_loop()
         res_r, res_w = os.pipe()
         err_r, err_w = os.pipe()
-        st_r, st_w = os.pipe()  # the job's leader writes its exit status here (no job process holds it)
+        st_r, st_w = os.pipe()  # the zygote writes the job's exit status here (no job process holds it)
         done: asyncio.Future[int] = loop.create_future()
         t0 = time.monotonic()
         try:
@@ -481,7 +481,7 @@ class WarmLocalSandbox(LocalSandbox):
         finally:
             for fd in (res_w, err_w, st_w):
                 os.close(fd)
-        if not job.network:  # the next job's leader gets ready while this one runs
+        if not job.network:  # the next job's init gets ready while this one runs
             worker.add_spare(job.memory_mb, job.max_disk_mb)
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
@@ -572,8 +572,8 @@ def _keep_paths(expose: list[str], root: str) -> list[str]:
 
 
 async def _job_status(fd: int, reported: asyncio.Future[int]) -> int:
-    """The job's exit status: from its leader's status pipe, or (a leader that died without writing
-    it) from the zygote's report on the control channel, which ``reported`` receives."""
+    """The job's exit status: from its status pipe, or (where the zygote could not write that) from
+    its report on the control channel, which ``reported`` receives."""
     data, _ = await _read_fd(fd, 32)
     try:
         return int(data)
