@@ -171,7 +171,7 @@ class _Worker:
         """Ask the zygote for a job init that joins a new job cgroup and makes its namespaces ahead of time.
 
         A spare made for other caps is dropped (its cgroup's removal kills it): runs change caps
-        rarely, and a spare that no job can use would hold a cgroup and two processes forever.
+        rarely, and a spare that no job can use would hold a cgroup and a process forever.
         """
         caps = (memory_mb, disk_mb)
         with self._lock:
