@@ -18,6 +18,9 @@ Behaviour:
   lets tests prove that the client redacts keys from error text.
 - ``"stream": true`` is refused with 400 (only non-streaming is implemented).
 - ``delay_s`` sleeps before answering each chat request (to provoke client timeouts).
+- ``nagle=True`` keeps Nagle's algorithm on, as Python's ``http.server`` does by default: headers
+  and body then leave in two segments and the body waits for the client's ACK of the headers
+  (the case ``agentopt.llm.openai_fast`` must not pay a delayed ACK for).
 
 ``.requests`` holds every received chat JSON body (thread-safe list copy); ``.headers`` holds the
 matching request headers (names lower-cased) with the ``authorization`` value replaced by
@@ -53,6 +56,7 @@ class ScriptedOpenAIServer:
         failures: list[tuple[int, dict]] | None = None,
         delay_s: float = 0.0,
         api_key: str | None = None,
+        nagle: bool = False,
     ) -> None:
         if isinstance(replies, list) and not replies:
             raise ValueError("replies must be a non-empty list or a callable")
@@ -60,6 +64,7 @@ class ScriptedOpenAIServer:
         self._failures = list(failures or [])
         self.delay_s = delay_s
         self.api_key = api_key
+        self.nagle = nagle
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
@@ -76,6 +81,7 @@ class ScriptedOpenAIServer:
 
         class Handler(_Handler):
             owner = server
+            disable_nagle_algorithm = not server.nagle
 
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         httpd.daemon_threads = True
