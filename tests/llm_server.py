@@ -18,6 +18,7 @@ Behaviour:
   lets tests prove that the client redacts keys from error text.
 - ``"stream": true`` is refused with 400 (only non-streaming is implemented).
 - ``delay_s`` sleeps before answering each chat request (to provoke client timeouts).
+- ``port`` picks the port (0, the default: one the OS chooses).
 - ``nagle=True`` keeps Nagle's algorithm on, as Python's ``http.server`` does by default: headers
   and body then leave in two segments and the body waits for the client's ACK of the headers
   (the case ``agentopt.llm.openai_fast`` must not pay a delayed ACK for).
@@ -57,6 +58,7 @@ class ScriptedOpenAIServer:
         delay_s: float = 0.0,
         api_key: str | None = None,
         nagle: bool = False,
+        port: int = 0,
     ) -> None:
         if isinstance(replies, list) and not replies:
             raise ValueError("replies must be a non-empty list or a callable")
@@ -65,6 +67,7 @@ class ScriptedOpenAIServer:
         self.delay_s = delay_s
         self.api_key = api_key
         self.nagle = nagle
+        self._port = port
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
@@ -83,7 +86,7 @@ class ScriptedOpenAIServer:
             owner = server
             disable_nagle_algorithm = not server.nagle
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._stopping.clear()

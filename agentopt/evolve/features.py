@@ -32,8 +32,10 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 BUILTIN_DIMENSIONS = ("complexity", "diversity", "score")
 REFERENCE_SAMPLE = 8  # programs per island that "diversity" is measured against
@@ -72,6 +74,8 @@ def _buckets(tokens: list[str]) -> list[int]:
 
 def code_profile(code: str) -> CodeProfile:
     """Tokenize ``code`` (identifiers, numbers, single punctuation) into a bucketed multiset."""
+    import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
+
     counts = Counter(_TOKEN.findall(code))
     if not counts:
         return CodeProfile(np.zeros(PROFILE_BUCKETS), 0.0)
@@ -87,28 +91,39 @@ def profile_distance(a: CodeProfile, b: CodeProfile) -> float:
     """
     if a.total + b.total == 0:
         return 0.0
+    import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
+
     return 1.0 - 2.0 * float(np.minimum(a.counts, b.counts).sum()) / (a.total + b.total)
 
 
 class ReferenceSet:
     """The fixed reference sample of one island as a matrix, so a program's mean distance
-    to all references is one vectorized operation instead of a Python loop per reference."""
+    to all references is one vectorized operation instead of a Python loop per reference.
+    The arrays are made on the first ``append`` (numpy is imported only when a program's
+    features are computed, after the run has started)."""
 
     def __init__(self) -> None:
-        self._matrix = np.zeros((0, PROFILE_BUCKETS))
-        self._totals = np.zeros(0)
+        self._matrix: np.ndarray | None = None
+        self._totals: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self._totals)
+        return 0 if self._totals is None else len(self._totals)
 
     def append(self, profile: CodeProfile) -> None:
+        import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
+
+        if self._matrix is None or self._totals is None:
+            self._matrix, self._totals = profile.counts[None, :].copy(), np.array([profile.total])
+            return
         self._matrix = np.vstack([self._matrix, profile.counts])
         self._totals = np.append(self._totals, profile.total)
 
     def mean_distance(self, own: CodeProfile) -> float:
         """Mean :func:`profile_distance` from ``own`` to each reference (0.0 when empty)."""
-        if not len(self):
+        if self._matrix is None or self._totals is None:
             return 0.0
+        import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
+
         totals = self._totals + own.total
         common = np.minimum(self._matrix, own.counts).sum(axis=1)
         safe = np.where(totals > 0, totals, 1.0)

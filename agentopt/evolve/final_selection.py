@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from agentopt.select import select
 
 if TYPE_CHECKING:
     from agentopt.evolve.db import ProgramDB
@@ -69,6 +68,8 @@ def select_final(db: ProgramDB, spec: TaskSpec) -> FinalSelection | None:
     if len(rows) < 2:
         return FinalSelection(strategy=strategy, candidates=len(rows),
                               note=f"kept the best score: fewer than 2 top programs reported '{PASSES_KEY}'")
+    from agentopt.select import select  # deferred: it imports numpy (~0.15 s), used once at the end of a run
+
     chosen = select(rows, strategy)
     return FinalSelection(strategy=strategy, program_id=ids[chosen.index], probability=chosen.probability,
                           candidates=len(rows), tests=len(rows[0]))
