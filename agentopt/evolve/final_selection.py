@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-
 if TYPE_CHECKING:
     from agentopt.evolve.db import ProgramDB
     from agentopt.task import TaskSpec
