@@ -30,8 +30,6 @@ from agentopt.llm.cache import RequestCache
 from agentopt.llm.client import LLMClient
 from agentopt.llm.local_server import LocalServerError, resolve_local_models
 from agentopt.sandbox.factory import make_sandbox
-from agentopt.sandbox.requirements import format_missing, missing_requirements
-from agentopt.sandbox.used_imports import split_used
 from agentopt.targets import load_any
 from agentopt.task import ModelSpec, TaskSpec
 
@@ -96,6 +94,11 @@ def _check_requirements(spec: TaskSpec, reporter: Reporter) -> None:
     is a warning."""
     if not spec.sandbox.requirements or spec.sandbox.kind != "local":
         return  # docker images carry their own packages; ray workers check on their node
+    from agentopt.sandbox.requirements import (  # deferred: imports `packaging` (~0.05 s), only for requirements
+        format_missing,
+        missing_requirements,
+    )
+    from agentopt.sandbox.used_imports import split_used  # deferred: only for requirements, as above
 
     missing = missing_requirements(spec.sandbox.requirements)
     if not missing:

@@ -26,8 +26,11 @@ for monotonically growing values; the result depends only on the insertion order
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
+import sys
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -58,6 +61,19 @@ class CodeProfile:
 
     counts: np.ndarray  # float64[PROFILE_BUCKETS]
     total: float
+
+
+def import_numpy_in_background() -> None:
+    """Start importing numpy (~0.15 s of CPU) on a daemon thread.
+
+    Why: the first program's features need numpy right after the initial evaluation, and while
+    that evaluation runs (the sandbox starting its worker, the job itself) the event loop only
+    waits. An import started here overlaps that wait; a later ``import numpy`` in the main
+    thread blocks on the import lock until it is done, so nothing is imported twice.
+    """
+    if "numpy" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("numpy",), name="agentopt-import-numpy",
+                         daemon=True).start()
 
 
 def _buckets(tokens: list[str]) -> list[int]:
