@@ -1,7 +1,9 @@
 """Framework overhead of the evolution engine per iteration, as the store grows.
 
 Run: ``python benchmarks/bench_engine.py`` (about 2-3 minutes; ``--sizes 1000`` for a quick
-look; ``--openevolve /tmp/oe-venv/bin/python`` adds OpenEvolve 0.4.0 on the same setup).
+look; ``--openevolve auto`` adds OpenEvolve 0.4.0 on the same setup, installed on first use into
+its own venv as ``bench_vs_openevolve.py`` does; or ``--openevolve PYTHON`` names an existing venv's
+python). The OpenEvolve side runs ``vs_openevolve/engine_openevolve.py`` in that venv.
 
 Setup: a real local OpenAI-compatible server (tests/llm_server.py, ~1 ms reply delay) answering
 every prompt with a SEARCH/REPLACE diff, the real LLM client (its fast OpenAI-compatible path), the real controller,
@@ -254,8 +256,8 @@ def bench_agentopt(sizes: list[int], iterations: int, local_iterations: int) -> 
 def bench_openevolve(python: str, sizes: list[int], iterations: int) -> list[dict[str, Any]]:
     # OpenEvolve's per-iteration cost grows with the population (seconds at 10k), so the
     # iteration count shrinks with size to keep the whole benchmark under 5 minutes.
-    """Run benchmarks/_bench_openevolve.py in OpenEvolve's own venv (never in this project)."""
-    script = Path(__file__).with_name("_bench_openevolve.py")
+    """Run vs_openevolve/engine_openevolve.py in OpenEvolve's own venv (never in this project)."""
+    script = Path(__file__).parent / "vs_openevolve" / "engine_openevolve.py"
     rows = []
     for size in sizes:
         proc = subprocess.run(
@@ -295,12 +297,21 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--local-iterations", type=int, default=20, help="iterations with the real local sandbox")
-    parser.add_argument("--openevolve", default=None, help="python of a venv with openevolve==0.4.0")
+    parser.add_argument("--openevolve", default=None,
+                        help="'auto' (make /tmp/bench_venvs/openevolve on first use) or a venv python with openevolve==0.4.0")
     parser.add_argument("--openevolve-sizes", default="1000,10000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     t0 = time.monotonic()
     rows = bench_agentopt(sizes, args.iterations, args.local_iterations)
+    if args.openevolve == "auto":
+        from bench_vs_openevolve import (  # deferred: only with --openevolve auto
+            DEFAULT_OE_VENV,
+            OE_VERSION,
+            ensure_openevolve,
+        )
+
+        args.openevolve = str(ensure_openevolve(DEFAULT_OE_VENV, OE_VERSION))
     if args.openevolve:
         rows += bench_openevolve(args.openevolve, [int(s) for s in args.openevolve_sizes.split(",") if s], 30)
     print(table(rows))

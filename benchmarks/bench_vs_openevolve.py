@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "vs_openevolve"
 TASK = HERE / "task"
+DEFAULT_OE_VENV = Path("/tmp/bench_venvs/openevolve")
+OE_VERSION = "0.4.0"
 
 AGENTOPT_TASK = """\
 name: bench_trivial
@@ -196,8 +198,8 @@ def main() -> None:
     parser.add_argument("--no-nagle", action="store_true", help="mock sends headers and body without Nagle")
     parser.add_argument("--inflight", action="store_true", help="report LLM calls in flight")
     parser.add_argument("--no-openevolve", action="store_true")
-    parser.add_argument("--oe-venv", type=Path, default=Path("/tmp/bench_venvs/openevolve"))
-    parser.add_argument("--oe-version", default="0.4.0")
+    parser.add_argument("--oe-venv", type=Path, default=DEFAULT_OE_VENV)
+    parser.add_argument("--oe-version", default=OE_VERSION)
     parser.add_argument("--harness", type=Path, help="use this bench-evolve folder's scripts instead")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()

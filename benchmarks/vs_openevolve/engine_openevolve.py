@@ -1,5 +1,6 @@
-"""OpenEvolve 0.4.0 on bench_engine.py's setup; run by bench_engine.py with OpenEvolve's own
-venv python (``--openevolve /tmp/oe-venv/bin/python``), never inside this project.
+"""OpenEvolve 0.4.0 on bench_engine.py's setup (the engine's overhead as the store grows); run by
+``bench_engine.py --openevolve auto|PYTHON`` with OpenEvolve's own venv python, never inside this
+project.
 
 Same scripted server (~1 ms delay, SEARCH/REPLACE replies), same program, a trivial evaluator
 (OpenEvolve runs it in its worker process), one evaluation at a time, no cascade. The store is
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from llm_server import ScriptedOpenAIServer  # noqa: E402  (stdlib only)
 
