@@ -40,8 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from llm_server import ScriptedOpenAIServer  # noqa: E402
+from vs_openevolve.engine_program import PROGRAM  # noqa: E402
 
 from agentopt.evolve.api import _make_proposer  # noqa: E402
 from agentopt.evolve.controller import STATE_NEXT_ITERATION, EvolutionController, NullReporter  # noqa: E402
@@ -50,25 +52,6 @@ from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code
 from agentopt.sandbox.base import JobResult, Sandbox, SandboxJob  # noqa: E402
 from agentopt.task import TaskSpec  # noqa: E402
 
-PROGRAM = '''"""Benchmark program: solve() should return a large number."""
-import math
-
-# EVOLVE-BLOCK-START
-def helper(values):
-    total = 0.0
-    for i, v in enumerate(values):
-        total += math.sin(v * {a}) * {b} - (v - {c}) ** 2
-    return total
-
-
-def solve():
-    return {value}
-# EVOLVE-BLOCK-END
-
-
-def run():
-    return solve() + helper([0.1 * k for k in range(16)]) * 0
-'''
 EVALUATOR = '''from agentopt_guest import call_candidate
 
 def evaluate(program_path):

@@ -27,27 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
+from engine_program import PROGRAM  # noqa: E402  (stdlib only, next to this file)
 from llm_server import ScriptedOpenAIServer  # noqa: E402  (stdlib only)
 
-PROGRAM = '''"""Benchmark program: solve() should return a large number."""
-import math
-
-# EVOLVE-BLOCK-START
-def helper(values):
-    total = 0.0
-    for i, v in enumerate(values):
-        total += math.sin(v * {a}) * {b} - (v - {c}) ** 2
-    return total
-
-
-def solve():
-    return {value}
-# EVOLVE-BLOCK-END
-
-
-def run():
-    return solve() + helper([0.1 * k for k in range(16)]) * 0
-'''
 EVALUATOR = '''import re
 
 def evaluate(program_path):
