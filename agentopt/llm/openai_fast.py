@@ -102,7 +102,7 @@ class _Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     h11: h11.Connection
-    #: The raw socket (None for TLS or non-TCP transports), for :func:`_push_ack`.
+    #: The TCP socket under the stream (None if not TCP), for :func:`_push_ack`.
     sock: Any = None
     #: Partial reads after which an ACK was pushed (for tests and benchmarks: it shows the fix at work).
     acks_pushed: int = 0
@@ -168,11 +168,8 @@ class FastChatTransport:
                 self._ssl = ssl.create_default_context()
             ssl_ctx = self._ssl
         reader, writer = await asyncio.open_connection(target.host, target.port, ssl=ssl_ctx, limit=2**22)
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):  # asyncio sets it already on most platforms
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        else:
+        sock = writer.get_extra_info("socket")  # the TCP socket, also under TLS (asyncio sets TCP_NODELAY)
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
             sock = None
         return _Conn(reader, writer, h11.Connection(h11.CLIENT), sock)
 
