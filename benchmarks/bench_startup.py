@@ -7,9 +7,8 @@ moment the command was launched. Also shown: the whole ``evolve -n 0`` command (
 initial evaluation, the summary, shut-down) and ``agentopt --version`` (interpreter + CLI import,
 the floor). Commands alternate over ``--rounds``; the table shows medians and the spread.
 
-Bytecode: the package is compiled first (``compileall``), as ``pip install`` of a wheel does;
-with ``PYTHONDONTWRITEBYTECODE`` set (some CI images) an editable checkout would otherwise
-recompile every module at every start, which is not what a user's install pays.
+Bytecode: the package is compiled first (``bench_vs_openevolve.compile_package``), as ``pip
+install`` of a wheel does.
 
     python benchmarks/bench_startup.py --rounds 7
 """
@@ -17,7 +16,6 @@ recompile every module at every start, which is not what a user's install pays.
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import resource
@@ -30,10 +28,9 @@ import time
 import zlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_vs_openevolve import AGENTOPT_TASK, TASK, Mock  # noqa: E402
+from bench_vs_openevolve import AGENTOPT_TASK, TASK, Mock, compile_package  # noqa: E402
 
 WRAPPER = '''
 
@@ -77,7 +74,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="do not compile the package's bytecode first")
     args = parser.parse_args()
     if not args.no_compile:
-        compileall.compile_dir(str(ROOT / "agentopt"), quiet=1)
+        compile_package()
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     task_dir = work / "task"
     task_dir.mkdir()
