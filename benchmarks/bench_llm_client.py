@@ -88,9 +88,11 @@ LABELS = {"fast": "agentopt fast path", "fast-noack": "agentopt fast path, no AC
 def _start_server(kind: str, harness: str | None) -> tuple[subprocess.Popen, str]:
     """A server process and its base URL."""
     if kind == "harness":
-        mock = Path(harness or ROOT.parent / "shared" / "bench-evolve") / "mock_llm.py"
-        if not mock.is_file():
-            sys.exit(f"{mock} not found; pass --harness DIR")
+        tried = [Path(harness)] if harness else [ROOT.parent / "shared" / "bench-evolve", ROOT.parents[1] / "shared" / "bench-evolve"]
+        found = [d / "mock_llm.py" for d in tried if (d / "mock_llm.py").is_file()]
+        if not found:
+            sys.exit(f"mock_llm.py not found in {', '.join(map(str, tried))}; pass --harness DIR")
+        mock = found[0]
         port = _free_port()
         proc = subprocess.Popen([sys.executable, str(mock), "--port", str(port)], stdout=subprocess.PIPE, text=True)
         proc.stdout.readline()  # type: ignore[union-attr]  # "listening on ..."

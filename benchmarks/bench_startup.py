@@ -70,9 +70,10 @@ def _first_eval_at(db: Path) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--ao", default=str(Path(sys.executable).parent / "agentopt"))
+    parser.add_argument("--ao", action="append", help="agentopt binary (repeatable, interleaved; default: this venv's)")
     parser.add_argument("--no-compile", action="store_true", help="do not compile the package's bytecode first")
     args = parser.parse_args()
+    binaries = args.ao or [str(Path(sys.executable).parent / "agentopt")]
     if not args.no_compile:
         compile_package()
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
@@ -84,38 +85,40 @@ def main() -> None:
     mock = Mock(work, 1.0, nagle=True)
     task = AGENTOPT_TASK.format(task=task_dir, base=mock.base_url, conc=1, n=0, workers=1)
     (work / "task.yaml").write_text(task)
-    rows: dict[str, list[tuple[float, float]]] = {"version": [], "first_eval": [], "n0": []}
+    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
     loads = []
     try:
         for rnd in range(args.rounds):
-            loads.append(os.getloadavg()[0])
-            _, wall, cpu, _ = _timed([args.ao, "--version"])
-            rows["version"].append((wall, cpu))
-            out = work / f"run{rnd}"
-            launch, wall, cpu, rc = _timed([args.ao, "evolve", str(work / "task.yaml"), "-n", "0", "-o", str(out), "-q"])
-            if rc != 0:
-                sys.exit(f"agentopt evolve failed (rc={rc}); try it by hand: {args.ao} evolve {work / 'task.yaml'} -n 0")
-            rows["n0"].append((wall, cpu))
-            started = _first_eval_at(out / "programs.db")
-            if started is not None:
-                rows["first_eval"].append((started - launch, float("nan")))
+            for ao in binaries:
+                loads.append(os.getloadavg()[0])
+                _, wall, cpu, _ = _timed([ao, "--version"])
+                rows.setdefault((ao, "version"), []).append((wall, cpu))
+                out = work / f"run{rnd}-{binaries.index(ao)}"
+                launch, wall, cpu, rc = _timed([ao, "evolve", str(work / "task.yaml"), "-n", "0", "-o", str(out), "-q"])
+                if rc != 0:
+                    sys.exit(f"agentopt evolve failed (rc={rc}); try it by hand: {ao} evolve {work / 'task.yaml'} -n 0")
+                rows.setdefault((ao, "n0"), []).append((wall, cpu))
+                started = _first_eval_at(out / "programs.db")
+                if started is not None:
+                    rows.setdefault((ao, "first_eval"), []).append((started - launch, float("nan")))
     finally:
         mock.stop()
-    print(f"\nagentopt evolve start-up, {args.rounds} rounds, medians [min-max]; load (1-min avg) "
+    print(f"\nagentopt evolve start-up, {args.rounds} interleaved rounds, medians [min-max]; load (1-min avg) "
           f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cpus")
-    print("| what | wall s | CPU s |")
-    print("|---|---|---|")
+    print("| build | what | wall s | CPU s |")
+    print("|---|---|---|---|")
     labels = {"version": "`agentopt --version` (interpreter + CLI import)",
               "first_eval": "launch -> first evaluation starts (in the sandbox)",
               "n0": "`agentopt evolve task.yaml -n 0` (whole command)"}
-    for key, label in labels.items():
-        walls = [w for w, _ in rows[key]]
-        cpus = [c for _, c in rows[key] if c == c]
-        if not walls:
-            print(f"| {label} | n/a | |")
-            continue
-        cpu = f"{statistics.median(cpus):.2f}" if cpus else "-"
-        print(f"| {label} | {statistics.median(walls):.2f} [{min(walls):.2f}-{max(walls):.2f}] | {cpu} |")
+    for ao in binaries:
+        for key, label in labels.items():
+            walls = [w for w, _ in rows.get((ao, key), [])]
+            cpus = [c for _, c in rows.get((ao, key), []) if c == c]
+            if not walls:
+                print(f"| {ao} | {label} | n/a | |")
+                continue
+            cpu = f"{statistics.median(cpus):.2f}" if cpus else "-"
+            print(f"| {ao} | {label} | {statistics.median(walls):.2f} [{min(walls):.2f}-{max(walls):.2f}] | {cpu} |")
     print(f"\n(work folder {work})")
 
 
