@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 Direction = Literal["maximize", "minimize"]
 Point = Sequence[float]
@@ -88,6 +89,8 @@ def crowding_distances(points: Sequence[Point], directions: Sequence[Direction])
     neighbours (sorted by that metric) over the metric's range, summed; the two extremes of a
     metric get infinity. A metric without spread adds nothing. Ties keep index order, so equal
     points get a fixed (not random) share of the boundary. (Directions do not change it.)"""
+    import numpy as np  # deferred: numpy costs ~0.15 s to import; only runs with several objectives use it
+
     n = len(points)
     if n <= 2:
         return [math.inf] * n
@@ -97,6 +100,8 @@ def crowding_distances(points: Sequence[Point], directions: Sequence[Direction])
 def crowding_array(values: np.ndarray) -> np.ndarray:
     """:func:`crowding_distances` of the rows of an ``(F, M)`` array, vectorized: selection
     recomputes it whenever an island's front changes, and a front can hold thousands."""
+    import numpy as np  # deferred: numpy costs ~0.15 s to import; only runs with several objectives use it
+
     n = values.shape[0]
     if n <= 2:
         return np.full(n, math.inf)
@@ -128,6 +133,8 @@ def hypervolume_2d(points: Sequence[Point], directions: Sequence[Direction], ref
     """Exact area dominated by ``points`` and bounded by ``reference`` (two metrics): larger is a
     better front. Points no better than the reference in both metrics add nothing; unusable
     points are ignored. O(N log N), vectorized (the run summary measures it along the run)."""
+    import numpy as np  # deferred: numpy costs ~0.15 s to import; only runs with several objectives use it
+
     if len(directions) != 2:
         raise ValueError(f"hypervolume_2d needs two metrics, got {len(directions)}")
     ref = orient(reference, directions)

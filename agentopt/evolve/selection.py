@@ -39,9 +39,10 @@ import random
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from agentopt.evolve.features import BinMapper, Cell
 from agentopt.evolve.pareto import CROWDING_FLOOR, FrontIndex, crowding_array, orient
@@ -212,6 +213,8 @@ class Population:
 
     def _front_join(self, rec: Record, island: Island) -> None:
         """Keep ``island.front`` the non-dominated set of its members (see the module docstring)."""
+        import numpy as np  # deferred: numpy costs ~0.15 s to import; only runs with several objectives use it
+
         assert self.objectives is not None and rec.key is not None
         point = orient(rec.values, self.objectives)
         if point is None:
@@ -343,6 +346,8 @@ class Population:
 
     def front_crowding(self, island: Island) -> list[tuple[int, float]]:
         """``(seq, crowding distance)`` of the island's front members, in front (key) order."""
+        import numpy as np  # deferred: numpy costs ~0.15 s to import; only runs with several objectives use it
+
         distances = crowding_array(island.front_points) if island.front_points is not None else np.empty(0)
         return list(zip((key[2] for key in island.front), distances.tolist(), strict=True))
 
@@ -351,6 +356,8 @@ class Population:
         proportional to its crowding weight (:func:`~agentopt.evolve.pareto.crowding_weights`):
         a bisect into cumulative weights, recomputed (vectorized) only when the front changed;
         a repeat is drawn again (bounded), like ``_weighted``."""
+        import numpy as np  # deferred: numpy costs ~0.15 s to import; only runs with several objectives use it
+
         assert self.objectives is not None and island.front_points is not None
         if island.front_weights is None:
             cap = 2.0 * len(self.objectives)
