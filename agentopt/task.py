@@ -39,6 +39,15 @@ class ObjectiveMetric(StrictModel):
     metric: str = Field(..., min_length=1, description="Key of the evaluator's returned dict.")
     direction: Direction = "maximize"
 
+    @field_validator("metric")
+    @classmethod
+    def _not_the_failure_key(cls, v: str) -> str:
+        """An ``error`` key in a result means the candidate failed, so it cannot be a metric."""
+        if v == "error":
+            raise ValueError("'error' cannot be an objective: evaluators return 'error' to fail a candidate; "
+                             "name the metric e.g. 'rel_error'")
+        return v
+
 
 class Objective(StrictModel):
     """Which evaluator metric(s) to optimize, and in which direction.
@@ -92,7 +101,7 @@ class Objective(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _list_form(cls, data: Any) -> Any:
-        # `objective: [{metric: error, direction: minimize}, {metric: ops, direction: minimize}]`
+        # `objective: [{metric: rel_error, direction: minimize}, {metric: ops, direction: minimize}]`
         return {"metrics": data} if isinstance(data, list) else data
 
     @model_validator(mode="after")

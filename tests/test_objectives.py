@@ -73,6 +73,7 @@ def test_stored_objective_round_trips_and_compares(tmp_path: Path) -> None:
         ("[{metric: a, direction: up}, {metric: b}]", "objective.metrics.0.direction"),
         ("{metrics: " + TWO + ", reference: {err: 1}}", "reference: give a value for every metric (missing 'ops')"),
         ("{metrics: [{metric: weighted_sum}, {metric: b}], weights: {b: 1}}", "the weighted score's own name"),
+        ("[{metric: error, direction: minimize}, {metric: ops}]", "'error' cannot be an objective"),
     ],
 )
 def test_errors_are_one_line(tmp_path: Path, objective: str, expected: str) -> None:
