@@ -106,6 +106,7 @@ def tune_options(spec: TaskSpec, seed: int) -> dict[str, Any]:
         "time_s": spec.sandbox.timeout_s * tune.time_share,
         "scale": tune.scale,
         "max_literals": tune.max_literals,
+        "method": tune.method,
         "metric": spec.objective.metric,
         "direction": spec.objective.direction,
         "functions": stages,
