@@ -61,7 +61,7 @@ TRUNCATE_PROB = 0.08
 # starts where truncate_horner's ends in multi-objective runs and where it would start in
 # single-objective ones, so neither kind of run changes its seeded moves when nothing qualifies.
 BEST_OF_K_PROB = 0.04  # seeded construction -> best-of-k restarts (evaluator's restart_score)
-MATERIALIZE_PROB = 0.04  # zero-argument construction -> the literal list of its output
+MATERIALIZE_PROB = 0.1  # zero-argument construction -> the literal list of its output (then CMA-ES)
 # Adaptive literal steps (a per-literal 1/5th success rule, as in (1+1)-ES): share of offline
 # children made by them, the first step, its bounds, and the factors on success and failure
 # (balanced when one move in five succeeds).

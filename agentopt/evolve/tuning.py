@@ -135,6 +135,8 @@ async def tune_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path, see
     }
     if value.get("objective"):
         record["objective"] = str(value["objective"])[:80]
+    if value.get("method"):
+        record["method"] = str(value["method"])[:20]
     source = value.get("source")
     if source is None:
         return TuneOutcome(None, record)
