@@ -315,7 +315,7 @@ def nelder_mead(search: _Search, x0: np.ndarray, steps: np.ndarray, rng: random.
         stall = 0 if max(values) > best_before else stall + 1
 
 
-def cma_es(search: _Search, x0: np.ndarray, steps: np.ndarray, seed: int) -> None:
+def cma_es(search: _Search, x0: np.ndarray, steps: np.ndarray, seed: int, patience: int = 20) -> None:
     """One CMA-ES run (Hansen's (mu/mu_w, lambda) with rank-one and rank-mu updates), maximizing.
 
     Why next to Nelder-Mead: in tens of dimensions (26 free circle centres are 52 numbers) a
@@ -323,7 +323,9 @@ def cma_es(search: _Search, x0: np.ndarray, steps: np.ndarray, seed: int) -> Non
     samples a population and learns the correlations of the good moves, which on the
     packing task is the difference between 2.40 and 2.53 in the same 3000 calls. ``steps``
     scales each coordinate (so literals of different magnitudes get comparable moves);
-    failed points (``FAILED``) rank last. Ends when the step size collapses.
+    failed points (``FAILED``) rank last. Ends when the step size collapses or when
+    ``patience`` generations in a row found nothing better than the run's best so far (the
+    caller then restarts at another scale instead of spending its budget in a dead basin).
     """
     n = len(x0)
     gen = np.random.default_rng(seed)
@@ -342,11 +344,14 @@ def cma_es(search: _Search, x0: np.ndarray, steps: np.ndarray, seed: int) -> Non
     pc, ps = np.zeros(n), np.zeros(n)
     basis, diag, cov = np.eye(n), np.ones(n), np.eye(n)
     sigma, counted, eigen_at = 1.0, 0, 0
-    while sigma * float(np.max(diag)) > 1e-14:
+    best_seen, stale = -math.inf, 0
+    while sigma * float(np.max(diag)) > 1e-14 and stale < patience:
         z = gen.standard_normal((lam, n))
         y = (z * diag) @ basis.T
         values = np.array([search(mean + sigma * steps * row) for row in y])
         counted += lam
+        top = float(np.max(values))
+        best_seen, stale = (top, 0) if top > best_seen else (best_seen, stale + 1)
         best = np.argsort(-values, kind="stable")[:mu]
         yw = weights @ y[best]
         mean = mean + sigma * steps * yw
@@ -369,6 +374,9 @@ def cma_es(search: _Search, x0: np.ndarray, steps: np.ndarray, seed: int) -> Non
             diag = np.sqrt(np.maximum(eig, 1e-30))
 
 
+# Step multipliers of successive CMA-ES restarts: a tight construction (circles in contact) only
+# improves by small joint moves, a loose one by large ones; cycling finds either within a budget.
+CMA_SCALES = (0.1, 1.0, 0.01, 0.3, 0.03)
 # CMA-ES above this many literals (a simplex is the better local polish in a few dimensions).
 CMA_MIN_LITERALS = 12
 
@@ -434,11 +442,11 @@ def tune(module: Any, program_path: str, options: dict[str, Any]) -> dict[str, A
         while True:
             base = search.best_x if search.best_x is not None else x0
             mags = np.where(np.abs(base) > 0, np.abs(base), 1.0)
-            if method == "cma_es":  # restarts from the best point, alternating wide and narrow
+            if method == "cma_es":  # restarts from the best point, cycling through step scales
                 # Coordinates near 0 (a centre at x = 0.09) still get a step of the typical size.
                 floor = float(np.median(np.abs(base))) or 1.0
-                steps = scale * np.maximum(np.abs(base), floor) * (0.2 if restart % 2 else 1.0)
-                cma_es(search, base.copy(), steps, rng.getrandbits(32))
+                factor = CMA_SCALES[restart % len(CMA_SCALES)]
+                cma_es(search, base.copy(), scale * factor * np.maximum(np.abs(base), floor), rng.getrandbits(32))
             else:
                 jitter = np.array([math.exp(rng.gauss(0.0, 0.5)) for _ in range(len(base))])
                 nelder_mead(search, base.copy(), scale * mags * jitter, rng, 1e-13)

@@ -72,6 +72,10 @@ STATE_WINDOW = "pipeline_window"
 PENDING_PREFIX = "pending/"  # + iteration: an evaluated child awaiting its turn to commit
 TUNE_PREFIX = "tune/"  # + iteration: the constants-tuning outcome of a child awaiting its commit
 MATERIALIZE_PREFIX = "materialize/"  # + iteration: a materialize operator's sandbox outcome, likewise
+# A materialized child has many new free literals and happens once per lineage: its tuning gets
+# this many times the usual budget (the job's time share still bounds it), so the new form is
+# judged after a real search rather than the short polish that suits a small edit.
+MATERIALIZE_TUNE_FACTOR = 5
 START_PREFIX = "start/"  # + iteration: a started iteration's parent, island and proposal plan
 STATE_EVALUATIONS = "evaluations_total"
 STATE_CACHE = "equivalence_cache"
@@ -612,7 +616,11 @@ class EvolutionController:
             try:
                 async with self._eval_slots:
                     outcome = await tune_program(
-                        self.sandbox, self.spec, path, tune_seed(self.spec.search.seed, child.iteration)
+                        self.sandbox,
+                        self.spec,
+                        path,
+                        tune_seed(self.spec.search.seed, child.iteration),
+                        budget_factor=MATERIALIZE_TUNE_FACTOR if child.mutation.get("operator") == "materialize" else 1,
                     )
             finally:
                 self._remove_candidate(path)
