@@ -20,6 +20,7 @@ from agentopt.evolve import proposers
 from agentopt.evolve.api import evolve, resume
 from agentopt.evolve.db import ProgramDB
 from agentopt.evolve.materialize import decode_output, materialize_program, materialize_targets, render_materialized
+from agentopt.evolve.report import build_html
 from agentopt.evolve.restarts import best_of_k, restart_hook, seeded_entries
 from agentopt.evolve.tuning import literal_only_change
 from agentopt.paths import evaluator_lib_dir
@@ -284,6 +285,10 @@ def test_a_run_materializes_then_tunes_and_resumes_exactly(tmp_path: Path, monke
     assert materialized, straight
     assert all(row[1] > straight[0][1] for row in materialized)  # tuned after materializing
     assert any("for y, count" not in row[2] and "[0.1, 0.1]" not in row[2] for row in materialized)
+    # Reported per operator, in the summary and in the HTML report.
+    summary = (tmp_path / "straight" / "summary.md").read_text()
+    assert any(line.startswith("| materialize |") for line in summary.splitlines()), summary
+    assert ">materialize<" in build_html(tmp_path / "straight")
 
 
 def test_operator_mix_is_deterministic_for_a_seed(tmp_path: Path) -> None:
