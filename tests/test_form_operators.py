@@ -19,7 +19,12 @@ import pytest
 from agentopt.evolve import proposers
 from agentopt.evolve.api import evolve, resume
 from agentopt.evolve.db import ProgramDB
-from agentopt.evolve.materialize import decode_output, materialize_program, materialize_targets, render_materialized
+from agentopt.evolve.materialize import (
+    decode_output,
+    materialize_program,
+    materialize_targets,
+    render_materialized,
+)
 from agentopt.evolve.report import build_html
 from agentopt.evolve.restarts import best_of_k, restart_hook, seeded_entries
 from agentopt.evolve.tuning import literal_only_change
