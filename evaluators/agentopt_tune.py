@@ -3,7 +3,7 @@
 Runs INSIDE the sandbox (stdlib + numpy only; never imports agentopt). The runner calls
 :func:`tune` when a job carries a ``tune`` section: the candidate's float literals inside
 its EVOLVE-BLOCKs become a vector, and a seeded Nelder-Mead loop with restarts (adaptive
-coefficients, shrinking restart scale) optimizes that vector against the task's own
+coefficients, shrinking restart scale; CMA-ES from 12 literals on) optimizes that vector against the task's own
 evaluator, calling it on rewritten copies of the program, within an evaluation budget and
 a time budget. The answer is the best source found plus counts; it is *advice*, never a
 score: the host checks that only literal values inside the blocks changed, and then scores
@@ -321,7 +321,7 @@ def cma_es(search: _Search, x0: np.ndarray, steps: np.ndarray, seed: int, patien
     Why next to Nelder-Mead: in tens of dimensions (26 free circle centres are 52 numbers) a
     simplex needs n + 1 points just to start and then moves one vertex at a time; CMA-ES
     samples a population and learns the correlations of the good moves, which on the
-    packing task is the difference between 2.40 and 2.53 in the same 3000 calls. ``steps``
+    packing task is the difference between 2.40 and 2.48 in the same 3000 calls. ``steps``
     scales each coordinate (so literals of different magnitudes get comparable moves);
     failed points (``FAILED``) rank last. Ends when the step size collapses or when
     ``patience`` generations in a row found nothing better than the run's best so far (the
