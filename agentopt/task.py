@@ -380,6 +380,11 @@ class TuneSpec(StrictModel):
     )
     scale: float = Field(0.05, gt=0, le=10, description="First simplex step, relative to each literal.")
     max_literals: int = Field(64, ge=1, description="Children with more float literals are not tuned.")
+    method: Literal["auto", "nelder_mead", "cma_es"] = Field(
+        "auto",
+        description="auto: Nelder-Mead for fewer than 12 float literals, CMA-ES from 12 on (a simplex is a good "
+        "local polish in a few dimensions; CMA-ES learns correlated moves in tens of them).",
+    )
     objective: Literal["auto", "evaluate"] = Field(
         "auto",
         description="auto: the evaluator's cheap tune_objective(program_path) when it defines one, else its "

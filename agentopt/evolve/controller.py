@@ -52,6 +52,7 @@ from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.gpu_slots import evaluation_slots
 from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
 from agentopt.evolve.health import FailureRate, RunAborted, initial_failure, output_tail
+from agentopt.evolve.materialize import materialize_program
 from agentopt.evolve.pipeline import PARKED, STOP, Parked, WindowPipeline
 from agentopt.evolve.proposal import Child, Proposer
 from agentopt.evolve.summary import RunSummary, write_outputs
@@ -70,6 +71,11 @@ STATE_PENDING = "pending_batch"  # legacy (batch-era runs): pid -> program, read
 STATE_WINDOW = "pipeline_window"
 PENDING_PREFIX = "pending/"  # + iteration: an evaluated child awaiting its turn to commit
 TUNE_PREFIX = "tune/"  # + iteration: the constants-tuning outcome of a child awaiting its commit
+MATERIALIZE_PREFIX = "materialize/"  # + iteration: a materialize operator's sandbox outcome, likewise
+# A materialized child has many new free literals and happens once per lineage: its tuning gets
+# this many times the usual budget (the job's time share still bounds it), so the new form is
+# judged after a real search rather than the short polish that suits a small edit.
+MATERIALIZE_TUNE_FACTOR = 5
 START_PREFIX = "start/"  # + iteration: a started iteration's parent, island and proposal plan
 STATE_EVALUATIONS = "evaluations_total"
 STATE_CACHE = "equivalence_cache"
@@ -195,6 +201,10 @@ class EvolutionController:
         self._registry: dict[str, tuple[int, asyncio.Future[Program]]] = {}
         self._tuned: dict[int, dict[str, Any]] = {
             int(key[len(TUNE_PREFIX) :]): value for key, value in self.db.states_with_prefix(TUNE_PREFIX).items()
+        }
+        self._materialized: dict[int, dict[str, Any]] = {
+            int(key[len(MATERIALIZE_PREFIX) :]): value
+            for key, value in self.db.states_with_prefix(MATERIALIZE_PREFIX).items()
         }
 
     # ------------------------------------------------------------------ helpers
@@ -488,6 +498,8 @@ class EvolutionController:
         try:
             child: Child = await self.proposer.execute(record["plan"], iteration=iteration, parent=parent)
             child.island = int(record["island"])
+            if child.code is not None and isinstance(child.mutation.get("materialize"), str):
+                await self._materialize_child(child)
             code = child.code
             if self._tune and code is not None and len(code) <= self.spec.search.max_code_length and not is_bundle(code):
                 await self._tune_child(child)
@@ -561,6 +573,32 @@ class EvolutionController:
         self.db.set_state(f"{PENDING_PREFIX}{iteration}", data)
         return child, program, outcome
 
+    async def _materialize_child(self, child: Child) -> None:
+        """The materialize operator's sandbox half (agentopt/evolve/materialize.py): the named
+        function's output, computed in one sandbox job, replaces its body as literals. A failed
+        job rejects the child (it would otherwise repeat its parent). Kept under
+        ``materialize/<iteration>`` until the commit, so a resumed run reuses the outcome."""
+        assert child.code is not None
+        name = str(child.mutation["materialize"])
+        digest = exact_hash(child.code)
+        saved = self._materialized.get(child.iteration)
+        if not (isinstance(saved, dict) and saved.get("input") == digest):
+            path = self._write_candidate(child.code, f"materialize{child.iteration}")
+            try:
+                async with self._eval_slots:
+                    code, record = await materialize_program(self.sandbox, self.spec, path, name)
+            finally:
+                self._remove_candidate(path)
+            saved = {"input": digest, "code": code, "record": record}
+            self._materialized[child.iteration] = saved
+            self.db.set_state(f"{MATERIALIZE_PREFIX}{child.iteration}", saved)
+        record = dict(saved.get("record") or {})
+        child.mutation = {**child.mutation, "materialized": record}
+        if isinstance(saved.get("code"), str):
+            child.code = saved["code"]
+        else:
+            child.code, child.error = None, f"materialize {name}(): {record.get('error', 'failed')}"
+
     async def _tune_child(self, child: Child) -> None:
         """Tune the child's float literals in one sandbox job before it is judged (see
         agentopt/evolve/tuning.py); the accepted tuned source replaces ``child.code``.
@@ -578,7 +616,11 @@ class EvolutionController:
             try:
                 async with self._eval_slots:
                     outcome = await tune_program(
-                        self.sandbox, self.spec, path, tune_seed(self.spec.search.seed, child.iteration)
+                        self.sandbox,
+                        self.spec,
+                        path,
+                        tune_seed(self.spec.search.seed, child.iteration),
+                        budget_factor=MATERIALIZE_TUNE_FACTOR if child.mutation.get("operator") == "materialize" else 1,
                     )
             finally:
                 self._remove_candidate(path)
@@ -667,7 +709,9 @@ class EvolutionController:
         parent_id = child.parent.id if child.parent else None
         iteration = child.iteration
         drop = [f"{PENDING_PREFIX}{iteration}", f"{START_PREFIX}{iteration}", f"{TUNE_PREFIX}{iteration}", STATE_PENDING]
+        drop.append(f"{MATERIALIZE_PREFIX}{iteration}")
         self._tuned.pop(iteration, None)
+        self._materialized.pop(iteration, None)
         self.proposer.observe(child, program)
         if program is None:
             self.stats.rejected_replies += 1

@@ -14,11 +14,13 @@ from agentopt.evolve.bandit import ModelBandit
 from agentopt.evolve.bundle import BundleError, is_bundle, pack, unpack
 from agentopt.evolve.db import Program, ProgramDB
 from agentopt.evolve.diff import apply_reply
+from agentopt.evolve.materialize import materialize_targets
 from agentopt.evolve.meta_prompts import META_STATE, MetaPromptArchive
 from agentopt.evolve.multifile import apply_bundle_reply
 from agentopt.evolve.operators import crossover_blocks, crossover_literals, extend_horner, truncate_horner
 from agentopt.evolve.prompts import PromptProgram, build_messages, goal_text, language_from_path
 from agentopt.evolve.proposal import Child
+from agentopt.evolve.restarts import RESTART_TIME_SHARE, best_of_k, restart_hook
 from agentopt.evolve.symbolic import (
     SymbolicMutationError,
     SymbolicMutator,
@@ -54,6 +56,12 @@ SHIFT_INTS_PROB = 0.08  # zero-sum +1/-1 between two count-like ints
 # Horner term, the move toward cheaper programs that extend_horner mirrors. Single-objective
 # runs never take it, so their seeded trajectories are unchanged.
 TRUNCATE_PROB = 0.08
+# One-time form changes of a lineage (each applies once: a wrapped or materialized program no
+# longer qualifies), so a small share is enough for them to be tried early and often. Their band
+# starts where truncate_horner's ends in multi-objective runs and where it would start in
+# single-objective ones, so neither kind of run changes its seeded moves when nothing qualifies.
+BEST_OF_K_PROB = 0.04  # seeded construction -> best-of-k restarts (evaluator's restart_score)
+MATERIALIZE_PROB = 0.1  # zero-argument construction -> the literal list of its output (then CMA-ES)
 # Adaptive literal steps (a per-literal 1/5th success rule, as in (1+1)-ES): share of offline
 # children made by them, the first step, its bounds, and the factors on success and failure
 # (balanced when one move in five succeeds).
@@ -128,6 +136,10 @@ class SymbolicProposer(_PlanExecute):
         # Program id -> relative step per float literal (adapted in observe, in commit order).
         self._sigma: dict[str, list[float]] = {}
         self._db: ProgramDB | None = None
+        # best_of_k's judge (the evaluator's restart_score, as candidate source) and the
+        # functions the evaluator calls; read from the evaluator's AST once.
+        self._restart_hook, self._entries = restart_hook(spec.evaluator)
+        self._restart_seconds = max(1, int(spec.sandbox.timeout_s * RESTART_TIME_SHARE))
 
     def attach(self, db: ProgramDB) -> None:
         self._db = db
@@ -236,6 +248,9 @@ class SymbolicProposer(_PlanExecute):
                 steps = {"moved": moved[2], "sigma": [sigma[i] for i in range(n)]}
                 return moved[0], moved[1], "perturb_adaptive", {"steps": steps}
         u = rng.random()
+        # Where the one-time form changes' band starts (see BEST_OF_K_PROB).
+        once_band = EXTEND_PROB + CROSSOVER_PROB + BLOCK_CROSSOVER_PROB + SHIFT_INTS_PROB
+        once_band += TRUNCATE_PROB if self.spec.objective.is_multi else 0.0
         if u < EXTEND_PROB:
             extended = extend_horner(code, rng, block_spans(code))
             if extended is not None:
@@ -253,10 +268,20 @@ class SymbolicProposer(_PlanExecute):
             shifted = shift_ints(code, rng)
             if shifted is not None:
                 return shifted[0], shifted[1], "shift_ints", {}
-        elif u < EXTEND_PROB + CROSSOVER_PROB + BLOCK_CROSSOVER_PROB + SHIFT_INTS_PROB + TRUNCATE_PROB:
-            truncated = truncate_horner(code, rng, block_spans(code)) if self.spec.objective.is_multi else None
+        elif self.spec.objective.is_multi and u < EXTEND_PROB + CROSSOVER_PROB + BLOCK_CROSSOVER_PROB + SHIFT_INTS_PROB + TRUNCATE_PROB:
+            truncated = truncate_horner(code, rng, block_spans(code))
             if truncated is not None:
                 return truncated[0], truncated[1], "truncate_horner", {}
+        elif u < once_band + BEST_OF_K_PROB:
+            wrapped = best_of_k(code, self._restart_hook, self._entries, self._restart_seconds) if self._restart_hook else None
+            if wrapped is not None:
+                return wrapped[0], wrapped[1], "best_of_k", {}
+        elif u < once_band + BEST_OF_K_PROB + MATERIALIZE_PROB:
+            targets = materialize_targets(code)
+            if targets:
+                name = rng.choice(targets)
+                # The code changes in the sandbox (controller: materialize job) before tuning.
+                return code, f"materialized {name}(): its output as free literals", "materialize", {"materialize": name}
         child, description, kind = self.mutator.mutate_with_kind(code, rng)
         return child, description, _OPERATOR_NAMES.get(kind, kind), {}
 

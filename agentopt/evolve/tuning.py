@@ -106,6 +106,7 @@ def tune_options(spec: TaskSpec, seed: int) -> dict[str, Any]:
         "time_s": spec.sandbox.timeout_s * tune.time_share,
         "scale": tune.scale,
         "max_literals": tune.max_literals,
+        "method": tune.method,
         "metric": spec.objective.metric,
         "direction": spec.objective.direction,
         "functions": stages,
@@ -114,11 +115,16 @@ def tune_options(spec: TaskSpec, seed: int) -> dict[str, Any]:
     }
 
 
-async def tune_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path, seed: int) -> TuneOutcome:
+async def tune_program(
+    sandbox: Sandbox, spec: TaskSpec, program_path: Path, seed: int, budget_factor: int = 1
+) -> TuneOutcome:
     """Run one tuning job on the candidate written at ``program_path``; never raises for
-    candidate trouble (a failed or rejected tuning keeps the untuned child)."""
+    candidate trouble (a failed or rejected tuning keeps the untuned child). ``budget_factor``
+    multiplies the evaluation budget (still within the job's time share)."""
     original = program_path.read_text(encoding="utf-8")
-    job = job_for(spec, program_path, "evaluate").model_copy(update={"tune": tune_options(spec, seed)})
+    options = tune_options(spec, seed)
+    options["evaluations"] *= max(1, budget_factor)
+    job = job_for(spec, program_path, "evaluate").model_copy(update={"tune": options})
     if spec.settings:  # one tuning job: under the first evaluation setting
         job.env.update(setting_env(spec.settings[0]))
     result = await sandbox.run(job)
@@ -134,6 +140,8 @@ async def tune_program(sandbox: Sandbox, spec: TaskSpec, program_path: Path, see
     }
     if value.get("objective"):
         record["objective"] = str(value["objective"])[:80]
+    if value.get("method"):
+        record["method"] = str(value["method"])[:20]
     source = value.get("source")
     if source is None:
         return TuneOutcome(None, record)

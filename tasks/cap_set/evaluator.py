@@ -90,6 +90,27 @@ def addable(cap: list[tuple[int, ...]], n: int) -> list[tuple[int, ...]]:
     return [v for v in itertools.product(range(3), repeat=n) if v not in blocked]
 
 
+def restart_score(value):
+    """Judge for best-of-k restarts (the ``best_of_k`` operator copies this into the program).
+
+    The size of ``value`` when it is a cap set, else -1: the same order as ``evaluate`` gives
+    its results, computed from the return value alone. Self-contained on purpose (no module
+    globals, plain Python): it runs inside the candidate, once per restart.
+    """
+    try:
+        cap = [tuple(v) for v in value]
+        members = set(cap)
+        if len(members) != len(cap):
+            return -1
+        for i, x in enumerate(cap):
+            for y in cap[i + 1 :]:
+                if tuple((-a - b) % 3 for a, b in zip(x, y, strict=True)) in members:
+                    return -1
+    except (TypeError, ValueError):  # not vectors, or vectors of different lengths
+        return -1
+    return len(cap)
+
+
 def _invalid(reason: str) -> dict[str, Any]:
     return {"score": 0.0, "error": reason, "feedback": f"invalid cap set: {reason}"}
 
