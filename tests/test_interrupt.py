@@ -40,13 +40,18 @@ DRIVER = textwrap.dedent(
     results = []
     for i, delay in enumerate(delays):
         run_dir = out / f"run{i % 3}"  # fresh runs and resumed ones
+        # The delay counts from inside the try: a Timer started before it could fire (under load)
+        # while Thread.start() still waits for the timer thread, outside any handler.
+        go = threading.Event()
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+        timer.run = lambda t=timer, run=timer.run: (go.wait(), run())
         hang = threading.Timer(90.0, lambda: (print(json.dumps({"hung_at": delay}), flush=True), os._exit(3)))
         hang.daemon = True
         hang.start()
         timer.start()
         code = 0
         try:
+            go.set()
             _run_with_progress(spec, run_dir, None, True)
         except typer.Exit as exc:
             code = exc.exit_code
