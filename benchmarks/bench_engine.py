@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from llm_server import ScriptedOpenAIServer  # noqa: E402
-from vs_openevolve.engine_program import PROGRAM  # noqa: E402
+from vs_openevolve.engine_program import PROGRAM, reply  # noqa: E402
 
 from agentopt.evolve.api import _make_proposer  # noqa: E402
 from agentopt.evolve.controller import STATE_NEXT_ITERATION, EvolutionController, NullReporter  # noqa: E402
@@ -117,16 +117,6 @@ class Clock(NullReporter):
 
     def update(self, **_: Any) -> None:
         self.stamps.append(time.perf_counter())
-
-
-def reply(messages: list[dict]) -> str:
-    text = messages[-1]["content"] if messages else ""
-    match = re.search(r"    return (-?\d+(?:\.\d+)?)\n", text)
-    if not match:
-        return "ok"
-    old = match.group(1)
-    new = round(float(old) + random.random(), 6)
-    return f"Raise it.\n<<<<<<< SEARCH\n    return {old}\n=======\n    return {new}\n>>>>>>> REPLACE\n"
 
 
 def make_code(rng: random.Random, i: int) -> str:

@@ -88,16 +88,25 @@ def _line_span(code: str, node: ast.stmt) -> tuple[int, int]:
     return start, end
 
 
-def extend_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]) -> tuple[str, str] | None:
-    """Add one term to a Horner chain inside ``blocks`` (character spans); None when there is none."""
+def _choose_chain(
+    code: str, rng: random.Random, blocks: list[tuple[int, int]]
+) -> tuple[ast.Assign, ast.Assign, float, float] | None:
+    """One Horner chain inside ``blocks``, drawn with ``rng`` (None when the code has none or
+    does not parse): what both chain operators start from."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return None
     candidates = _block_chains(code, tree, blocks)
-    if not candidates:
+    return rng.choice(candidates) if candidates else None
+
+
+def extend_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]) -> tuple[str, str] | None:
+    """Add one term to a Horner chain inside ``blocks`` (character spans); None when there is none."""
+    chosen = _choose_chain(code, rng, blocks)
+    if chosen is None:
         return None
-    first, second, lead, step = rng.choice(candidates)
+    first, second, lead, step = chosen
     ratio = lead / step if step else 0.1
     ratio = ratio if math.isfinite(ratio) and 0 < abs(ratio) < 1 else 0.1
     new_lead = lead * ratio * rng.uniform(0.5, 1.0)
@@ -188,14 +197,10 @@ def truncate_horner(code: str, rng: random.Random, blocks: list[tuple[int, int]]
     c_{n-1}`` becomes ``v = c_{n-1}`` (one multiply and one add fewer). The inverse of
     :func:`extend_horner`: when operation count is an objective, the front needs moves toward
     cheaper programs too; tuning then refits the remaining coefficients. None when no chain."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    chosen = _choose_chain(code, rng, blocks)
+    if chosen is None:
         return None
-    candidates = _block_chains(code, tree, blocks)
-    if not candidates:
-        return None
-    first, second, _lead, step = rng.choice(candidates)
+    first, second, _lead, step = chosen
     start, lead_end = _line_span(code, first)
     end = _line_span(code, second)[1]
     lead_line = code[start:lead_end]

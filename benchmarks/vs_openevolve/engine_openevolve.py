@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from engine_program import PROGRAM  # noqa: E402  (stdlib only, next to this file)
+from engine_program import PROGRAM, reply  # noqa: E402  (stdlib only, next to this file)
 from llm_server import ScriptedOpenAIServer  # noqa: E402  (stdlib only)
 
 EVALUATOR = '''import re
@@ -42,15 +42,9 @@ def evaluate(program_path):
 STAMPS: list[float] = []
 
 
-def reply(messages: list[dict]) -> str:
+def stamped_reply(messages: list[dict]) -> str:
     STAMPS.append(time.perf_counter())  # one per LLM request: iteration boundaries, minus pool start-up
-    text = messages[-1]["content"] if messages else ""
-    match = re.search(r"    return (-?\d+(?:\.\d+)?)\n", text)
-    if not match:
-        return "ok"
-    old = match.group(1)
-    new = round(float(old) + random.random(), 6)
-    return f"Raise it.\n<<<<<<< SEARCH\n    return {old}\n=======\n    return {new}\n>>>>>>> REPLACE\n"
+    return reply(messages)
 
 
 def sdk_latency(base_url: str, n: int = 30) -> float:
@@ -77,7 +71,7 @@ async def main_async(population: int, iterations: int) -> dict:
     rng = random.Random(7)
     (work / "program.py").write_text(PROGRAM.format(a=1, b=1, c=1, value=1.0))
     (work / "evaluator.py").write_text(EVALUATOR)
-    with ScriptedOpenAIServer(reply, delay_s=0.001) as server:
+    with ScriptedOpenAIServer(stamped_reply, delay_s=0.001) as server:
         config = Config.from_dict(
             {
                 "max_iterations": iterations,
