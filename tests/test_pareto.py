@@ -65,7 +65,7 @@ def test_crowding_distance_known_example() -> None:
     uneven = [(0, 4), (1, 3), (3, 1), (4, 0)]  # (1,3): (3-0)/4 + (4-1)/4 = 1.5
     assert crowding_distances(uneven, MINMIN)[1:3] == [pytest.approx(1.5), pytest.approx(1.5)]
     assert crowding_distances([(1, 1), (2, 0)], MINMIN) == [math.inf, math.inf]
-    assert crowding_weights([math.inf, 0.5, 0.0], 2) == [4.1, 0.6, 0.1]
+    assert crowding_weights([math.inf, 0.5, 0.0], 2).tolist() == [4.1, 0.6, 0.1]
 
 
 def test_crowding_with_duplicates_is_deterministic() -> None:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from agentopt.evolve.features import BinMapper, Cell
-from agentopt.evolve.pareto import CROWDING_FLOOR, FrontIndex, crowding_array, orient
+from agentopt.evolve.pareto import FrontIndex, crowding_array, crowding_weights, orient
 
 Key = tuple[float, int, int]  # (k, iteration, seq): lower is better
 Direction = Literal["maximize", "minimize"]
@@ -360,8 +360,7 @@ class Population:
 
         assert self.objectives is not None and island.front_points is not None
         if island.front_weights is None:
-            cap = 2.0 * len(self.objectives)
-            weights = CROWDING_FLOOR + np.minimum(crowding_array(island.front_points), cap)
+            weights = crowding_weights(crowding_array(island.front_points), len(self.objectives))
             island.front_weights = ([key[2] for key in island.front], np.cumsum(weights))
         seqs, cumulative = island.front_weights
         taken = set(exclude or ())
