@@ -24,15 +24,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from agentopt.evaluate import job_for, setting_env
+from agentopt.evolve.operators import line_offset
 from agentopt.evolve.symbolic import block_spans
+from agentopt.evolve.tuning import guest_tool_job
 from agentopt.sandbox.base import Sandbox
 from agentopt.task import TaskSpec
 
 __all__ = [
     "block_functions",
     "decode_output",
-    "line_offset",
     "literal_text",
     "materialize_program",
     "materialize_targets",
@@ -45,11 +45,6 @@ _COMPUTING = (ast.For, ast.While, ast.ListComp, ast.GeneratorExp, ast.SetComp, a
 
 class _Invalid(ValueError):
     """The guest's answer is not a nest of lists/tuples of finite numbers."""
-
-
-def line_offset(code: str, lineno: int) -> int:
-    lines = code.splitlines(keepends=True)
-    return sum(len(line) for line in lines[: lineno - 1])
 
 
 def _is_literal_return(body: list[ast.stmt]) -> bool:
@@ -188,10 +183,7 @@ async def materialize_program(
     """Run ``name()`` of the candidate at ``program_path`` in one sandbox job and return the
     materialized source (or None) and the record for ``mutation["materialized"]``."""
     original = program_path.read_text(encoding="utf-8")
-    job = job_for(spec, program_path, "evaluate").model_copy(update={"tune": {"materialize": name}})
-    if spec.settings:
-        job.env.update(setting_env(spec.settings[0]))
-    result = await sandbox.run(job)
+    result = await sandbox.run(guest_tool_job(spec, program_path, {"materialize": name}))
     record: dict[str, Any] = {"function": name}
     if not result.ok or not isinstance(result.value, dict):
         return None, {**record, "error": (result.error or "materialize job failed")[:300]}

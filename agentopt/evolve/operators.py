@@ -80,12 +80,16 @@ def _chains(tree: ast.AST) -> list[tuple[ast.Assign, ast.Assign, float, float]]:
     return found
 
 
+def line_offset(code: str, lineno: int) -> int:
+    """Character offset where line ``lineno`` (1-based) of ``code`` starts (``len(code)`` past
+    the end): how the AST-driven operators turn a node's lines into a span to splice."""
+    lines = code.splitlines(keepends=True)
+    return sum(len(line) for line in lines[: lineno - 1])
+
+
 def _line_span(code: str, node: ast.stmt) -> tuple[int, int]:
     """Character span of the whole lines holding ``node``."""
-    lines = code.splitlines(keepends=True)
-    start = sum(len(line) for line in lines[: node.lineno - 1])
-    end = sum(len(line) for line in lines[: node.end_lineno or node.lineno])
-    return start, end
+    return line_offset(code, node.lineno), line_offset(code, (node.end_lineno or node.lineno) + 1)
 
 
 def _choose_chain(

@@ -35,7 +35,8 @@ import ast
 import builtins
 from pathlib import Path
 
-from agentopt.evolve.materialize import block_functions, line_offset
+from agentopt.evolve.materialize import block_functions
+from agentopt.evolve.operators import line_offset
 from agentopt.evolve.symbolic import block_spans
 
 __all__ = ["RESTARTS_START", "best_of_k", "restart_hook", "seeded_entries"]

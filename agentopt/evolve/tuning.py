@@ -29,7 +29,7 @@ from typing import Any
 
 from agentopt.blocks import BlockError, find_blocks
 from agentopt.evaluate import evaluator_functions, job_for, setting_env
-from agentopt.sandbox.base import Sandbox
+from agentopt.sandbox.base import Sandbox, SandboxJob
 from agentopt.task import TaskSpec
 
 __all__ = [
@@ -115,6 +115,16 @@ def tune_options(spec: TaskSpec, seed: int) -> dict[str, Any]:
     }
 
 
+def guest_tool_job(spec: TaskSpec, program_path: Path, tune: dict[str, Any]) -> SandboxJob:
+    """The sandbox job that runs the guest tuner (evaluators/agentopt_tune.py) on a candidate:
+    the task's evaluation job carrying ``tune`` (constants tuning, or a ``materialize`` request),
+    under the first evaluation setting when there are several (one job, not one per setting)."""
+    job = job_for(spec, program_path, "evaluate").model_copy(update={"tune": tune})
+    if spec.settings:
+        job.env.update(setting_env(spec.settings[0]))
+    return job
+
+
 async def tune_program(
     sandbox: Sandbox, spec: TaskSpec, program_path: Path, seed: int, budget_factor: int = 1
 ) -> TuneOutcome:
@@ -124,10 +134,7 @@ async def tune_program(
     original = program_path.read_text(encoding="utf-8")
     options = tune_options(spec, seed)
     options["evaluations"] *= max(1, budget_factor)
-    job = job_for(spec, program_path, "evaluate").model_copy(update={"tune": options})
-    if spec.settings:  # one tuning job: under the first evaluation setting
-        job.env.update(setting_env(spec.settings[0]))
-    result = await sandbox.run(job)
+    result = await sandbox.run(guest_tool_job(spec, program_path, options))
     if not result.ok or result.value is None:
         return TuneOutcome(None, {"evaluations": 0, "before": None, "after": None,
                                   "error": (result.error or "tuning job failed")[:300]})
