@@ -78,7 +78,7 @@ class CgroupPool:
                 return cg
             self.rejected += 1
             log.warning("pooled cgroup %s is not empty; removing it", cg.dirs[0].name)
-            self._queue("remove", cg)
+            self._queue("release", (cg, None))
         cg = self._make(memory_bytes)
         if cg is not None:
             self.made_on_path += 1
@@ -88,10 +88,8 @@ class CgroupPool:
 
     def release(self, cg: cgroups.JobCgroup | None, job_dir: Path | None = None) -> None:
         """Kill whatever is left in ``cg``, then remove it and ``job_dir``, in the background."""
-        if cg is not None:
-            self._queue("remove", cg)
-        if job_dir is not None:
-            self._queue("rmtree", job_dir)
+        if cg is not None or job_dir is not None:
+            self._queue("release", (cg, job_dir))  # one wake-up of the thread per job
 
     def _queue(self, op: str, arg: object) -> None:
         if self._closed:  # after close(): do it here and now, nothing may be left behind
@@ -102,11 +100,12 @@ class CgroupPool:
 
     def _do(self, op: str, arg: object) -> None:
         try:
-            if op == "remove":
-                assert isinstance(arg, cgroups.JobCgroup)
-                arg.remove_now()
-            elif op == "rmtree":
-                shutil.rmtree(str(arg), ignore_errors=True)
+            if op == "release":
+                cg, job_dir = arg  # type: ignore[misc]
+                if cg is not None:
+                    cg.remove_now()
+                if job_dir is not None:
+                    shutil.rmtree(str(job_dir), ignore_errors=True)
             elif op == "fill" and not self._closed:
                 self._fill(int(arg))  # type: ignore[call-overload]
             elif op == "call":
