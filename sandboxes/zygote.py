@@ -23,7 +23,8 @@ gone: the kernel empties a pid namespace before its init is reaped); no job proc
 pipe. Were it gone, the zygote answers {op: "done", id, status} on the control socket instead.
 Setup failures exit with code 125 and a message on the job's output; the host then discards this
 worker. A *spare* init is forked while a job runs and does the job-independent half of the set-up
-(cgroup, namespaces, mounts) before its job exists (see _spare_init).
+(cgroup, namespaces, mounts) before its job exists (see _spare_init). {op: "preload"} imports a
+task's evaluator before its first job (the host sends it while a run is still starting up).
 """
 
 from __future__ import annotations
@@ -561,6 +562,8 @@ class Zygote:
                 self.start_job(msg, fds)
             elif msg.get("op") == "spare":
                 self.make_spare(msg)
+            elif msg.get("op") == "preload" and msg.get("preload_key") and msg.get("preload_path"):
+                self.preload(msg["preload_key"], msg["preload_path"], msg.get("env") or {})
             elif msg.get("op") == "kill":
                 self.kill(str(msg.get("id")))
             else:

@@ -74,6 +74,32 @@ def test_jobs_run_warm_with_every_layer() -> None:
     assert len({r.value["cwd"] for r in results}) == 3
 
 
+@needs_warm
+def test_prewarm_readies_worker_evaluator_and_spare_for_the_first_job() -> None:
+    """What a run does while its LLM client starts: the first job then starts from a spare init
+    of an already running worker that has imported the evaluator (no second worker, no cold job)."""
+
+    async def go() -> list:
+        sb = WarmLocalSandbox()
+        try:
+            started = await sb.prewarm(_job("whoami.py"), count=1)
+            again = await sb.prewarm(_job("whoami.py"))  # the same environment: nothing new
+            worker = next(iter(sb._workers.values()))
+            spares_before = len(worker.spares)
+            result = await sb.run(_job("whoami.py"))
+            return [started, again, spares_before, result, sb.spare_jobs, sb.workers_started, sb.cold_fallbacks,
+                    sorted(sb._preloaded)]
+        finally:
+            await sb.close()
+
+    started, again, spares_before, result, spare_jobs, workers, fallbacks, preloaded = asyncio.run(go())
+    assert (started, again, workers, fallbacks) == (1, 0, 1, 0)
+    assert spares_before == 1 and spare_jobs == 1
+    assert len(preloaded) == 1
+    assert result.ok, result
+    assert result.value["pid"] == 1 and result.value["uid"] == 65534
+
+
 def test_make_local_sandbox_respects_the_setting() -> None:
     cold = make_local_sandbox(warm=False)
     assert type(cold) is LocalSandbox

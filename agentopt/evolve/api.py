@@ -7,13 +7,14 @@ and is what the CLI calls too, so the CLI adds only presentation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from agentopt.errors import AgentoptError, SandboxError
-from agentopt.evaluate import EvalResult, evaluate_program
+from agentopt.evaluate import EvalResult, evaluate_program, job_for
 from agentopt.evolve.bundle import read_bundle, write_bundle
 from agentopt.evolve.controller import (
     EvolutionController,
@@ -186,15 +187,44 @@ async def run_async(
         reporter.message(f"warning: {warning}")
     _check_requirements(spec, reporter)
     sandbox = _make_sandbox(spec)
-    proposer = await _make_proposer(spec, run_dir, reporter)
+    warming = asyncio.create_task(_prewarm(sandbox, spec))
+    try:
+        proposer = await _make_proposer(spec, run_dir, reporter)
+    except BaseException:
+        await _settle(warming)
+        await sandbox.close()
+        raise
     controller = EvolutionController(
         spec, run_dir, sandbox=sandbox, proposer=proposer, reporter=reporter, iterations=iterations
     )
     try:
         return await controller.run()
     finally:
+        await _settle(warming)
         await proposer.aclose()
         await sandbox.close()
+
+
+async def _settle(warming: asyncio.Task[None]) -> None:
+    """Let a prewarm finish before the sandbox closes (a worker whose start was cancelled halfway
+    would not be known to ``close``); it takes a fraction of a second, a stuck one is cancelled."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(warming), 10.0)
+    warming.cancel()
+
+
+async def _prewarm(sandbox: Any, spec: TaskSpec) -> None:
+    """Start the sandbox's worker while the LLM client starts and checks its endpoint (both take
+    ~0.1 s, more with a remote LLM), instead of one after the other. Best effort: the first real
+    job reports any problem (and waits for a worker still starting)."""
+    if spec.settings or spec.multi_file:
+        return  # per-setting environments / bundles: nothing shaped like every job to start early
+    try:
+        await sandbox.prewarm(job_for(spec, spec.program, "evaluate"), count=1)
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:  # noqa: BLE001 - an optimization only
+        log.debug("sandbox prewarm skipped: %s", err)
 
 
 def evolve(

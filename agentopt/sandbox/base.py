@@ -87,5 +87,11 @@ class Sandbox(abc.ABC):
         """Protections this backend can apply on this machine (for the weaker-isolation warning)."""
         return []
 
+    async def prewarm(self, job: SandboxJob, count: int | None = None) -> int:
+        """Get ready for jobs shaped like ``job`` (start warm workers) before the first one comes,
+        so that a run's start-up overlaps it with other work; returns how many were started.
+        Default: nothing to start."""
+        return 0
+
     async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release workers/containers. Default: nothing to release."""

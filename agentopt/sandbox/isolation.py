@@ -15,6 +15,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,11 +97,18 @@ def detect() -> IsolationSupport:
     """Probe the machine once (a few ms of subprocesses) and cache the answer."""
     is_root = os.geteuid() == 0
     unshare = shutil.which("unshare")
-    pid_ok = bool(unshare) and _ok([unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "true"])
-    net_ok = pid_ok and _ok([unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "--net", "true"])
     bwrap = shutil.which("bwrap")
-    bwrap_ok = bool(bwrap) and _ok([bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
-                                    "--proc", "/proc", "--dev", "/dev", "true"])
+    probes = {"bwrap": [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+                        "--proc", "/proc", "--dev", "/dev", "true"] if bwrap else None}
+    if unshare:
+        probes["pid"] = [unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "true"]
+        probes["net"] = [*probes["pid"][:-1], "--net", "true"]
+    # The probes wait on subprocesses: run at once, they cost a run's start-up the slowest one.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        ok = dict(zip(probes, pool.map(lambda argv: bool(argv) and _ok(argv), probes.values()), strict=True))
+    pid_ok = ok.get("pid", False)
+    net_ok = pid_ok and ok.get("net", False)
+    bwrap_ok = ok["bwrap"]
     try:
         pw = pwd.getpwnam("nobody")
         nobody: tuple[int, int] | None = (pw.pw_uid, pw.pw_gid)

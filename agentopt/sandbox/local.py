@@ -27,6 +27,7 @@ import signal
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -76,8 +77,11 @@ class LocalSandbox(Sandbox):
         temp_root: str | None = None,
         pids_max: int = 128,
     ) -> None:
-        self._support = iso.detect()
         self._python = python or sys.executable
+        with ThreadPoolExecutor(max_workers=1) as pool:  # both probe with subprocesses: overlap them
+            paths = pool.submit(iso.interpreter_paths, self._python)
+            self._support = iso.detect()
+            paths.result()
         self._pids_max = pids_max
         self._runner = str(runner_path())
         self._lib_dir = str(evaluator_lib_dir())

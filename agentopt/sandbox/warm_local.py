@@ -416,6 +416,21 @@ class WarmLocalSandbox(LocalSandbox):
                    "rlimit_nproc", "uid_nobody", "readonly_task_files"]
         return layers
 
+    async def prewarm(self, job: SandboxJob, count: int | None = None) -> int:
+        """Start the worker for jobs like ``job``, have it import the evaluator, and ask for a spare
+        init, so the first job finds all three ready (a run calls this before its other start-up).
+        One worker per job environment, whatever ``count`` says."""
+        env = self._job_env(job, self._job_root / "work")
+        key = self._worker_key(env)
+        fresh = key not in self._workers
+        worker = await self._get_worker(key, env)
+        preload = await self._preload(job)
+        if preload is not None:
+            worker.send({"op": "preload", "preload_key": preload[0], "preload_path": str(preload[1]), "env": env})
+        if not job.network:
+            worker.add_spare(job.memory_mb, job.max_disk_mb)
+        return int(fresh)
+
     async def run(self, job: SandboxJob) -> JobResult:
         try:
             return await self._run_warm(job)
