@@ -137,8 +137,12 @@ class _Worker:
         for fut in pending.values():
             _resolve(fut, None, SandboxError("warm sandbox worker died"))
 
-    def send(self, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+    def send(self, obj: dict[str, Any], fds: list[int] | None = None, body: bytes | None = None) -> None:
+        """One message: ``obj`` as JSON, then (for a job) a newline and ``body``, which the zygote
+        passes on to the job's init without decoding it (see sandboxes/zygote.py)."""
         data = json.dumps(obj).encode()
+        if body is not None:
+            data += b"\n" + body
         if fds:
             socket.send_fds(self.sock, [data], fds)
         else:
@@ -465,14 +469,14 @@ class WarmLocalSandbox(LocalSandbox):
             payload = json.loads(build_job_payload(job, evaluator_path=str(evaluator), program_path=str(program),
                                                    lib_dir=self._lib_dir, nonce=nonce))
             job_id = secrets.token_hex(8)
-            msg = {"op": "run", "id": job_id, "job": payload, "work": str(work), "env": env,
-                   "network": job.network, "disk_mb": job.max_disk_mb, "limits": self._limits(job),
-                   "cgroup_procs": [str(p) for p in cg.procs_files],
-                   "forkserver": self._uses_guest_helper(Path(job.evaluator_path)),
-                   "spare": spare[0] if spare else None,
-                   "preload_key": preload[0] if preload else None,
-                   "preload_path": str(preload[1]) if preload else None}
-            result = await self._execute_warm(job, worker, msg, cg, nonce)
+            head = {"op": "run", "id": job_id, "network": job.network,
+                    "forkserver": self._uses_guest_helper(Path(job.evaluator_path)),
+                    "spare": spare[0] if spare else None,
+                    "preload_key": preload[0] if preload else None,
+                    "preload_path": str(preload[1]) if preload else None}
+            body = {**head, "job": payload, "work": str(work), "env": env, "disk_mb": job.max_disk_mb,
+                    "limits": self._limits(job), "cgroup_procs": [str(p) for p in cg.procs_files]}
+            result = await self._execute_warm(job, worker, head, json.dumps(body).encode(), cg, nonce)
             finished = True
             return result
         finally:
@@ -482,7 +486,7 @@ class WarmLocalSandbox(LocalSandbox):
                 cg.signal(signal.SIGKILL)
             self._cgroups.release(cg, job_dir)  # rmdir + rm -r happen off the job's path
 
-    async def _execute_warm(self, job: SandboxJob, worker: _Worker, msg: dict[str, Any],
+    async def _execute_warm(self, job: SandboxJob, worker: _Worker, msg: dict[str, Any], body: bytes,
                             cg: cgroups.JobCgroup, nonce: str) -> JobResult:
         loop = asyncio.get_running_loop()
         res_r, res_w = os.pipe()
@@ -493,7 +497,7 @@ class WarmLocalSandbox(LocalSandbox):
         try:
             try:
                 worker.add(msg["id"], done)
-                worker.send(msg, [res_w, err_w, st_w])
+                worker.send(msg, [res_w, err_w, st_w], body)
             except (OSError, SandboxError) as exc:
                 worker.forget(msg["id"])
                 await asyncio.to_thread(worker.kill)
