@@ -14,6 +14,7 @@ interleaving (agentopt's bytecode is compiled first, see :func:`compile_package`
 ``run_agentopt.sh`` / ``run_openevolve.sh``) instead of the vendored copy.
 
     python benchmarks/bench_vs_openevolve.py --n 200 --workers 1 4 --rounds 3
+    python benchmarks/bench_vs_openevolve.py --ao-venv /tmp/bench_venvs/agentopt   # agentopt in its own plain venv
     python benchmarks/bench_vs_openevolve.py --inflight --n 200 --workers 4 --conc 32 --latency-ms 500
 
 Columns: wall per iteration of the whole process (start-up included); the loop alone per
@@ -142,6 +143,18 @@ def ensure_openevolve(venv: Path, version: str) -> Path:
     return python
 
 
+def ensure_agentopt_venv(venv: Path) -> str:
+    """agentopt as a user installs it (``pip install`` of this checkout, no extras) in its own venv,
+    as OpenEvolve gets its own: the dev venv's extras add start-up hooks (numba-cuda's ``.pth``
+    import costs ~28 ms at every interpreter start, the controller's and each sandbox worker's)."""
+    binary = venv / "bin" / "agentopt"
+    if not binary.is_file():
+        print(f"== creating {venv} with this checkout's agentopt", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", str(ROOT)], check=True)
+    return str(binary)
+
+
 def run_agentopt(binary: str, run: Path, n: int, workers: int, conc: int, mock: Mock, timeout: float) -> dict:
     (run / "task.yaml").write_text(
         AGENTOPT_TASK.format(task=TASK, base=mock.base_url, conc=conc, n=n, workers=workers)
@@ -198,6 +211,8 @@ def _harness_run(cmd: list[str], env: dict[str, str], runs_dir: Path, timeout: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ao", action="append", help="agentopt binary (repeatable; default: this checkout's venv)")
+    parser.add_argument("--ao-venv", type=Path, help="also run this checkout installed in its own plain venv "
+                        "(made here on first use, e.g. /tmp/bench_venvs/agentopt)")
     parser.add_argument("--n", type=int, default=200, help="iterations per run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--conc", type=int, default=None, help="LLM concurrency (default: = workers)")
@@ -213,7 +228,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.harness and not (args.harness / "run_agentopt.sh").is_file():
         sys.exit(f"{args.harness} has no run_agentopt.sh")
-    ao_bins = args.ao or [str(Path(sys.executable).parent / "agentopt")]
+    ao_bins = args.ao or ([] if args.ao_venv else [str(Path(sys.executable).parent / "agentopt")])
+    if args.ao_venv:
+        ao_bins.append(ensure_agentopt_venv(args.ao_venv))
     compile_package()
     oe_python = None if args.no_openevolve or args.harness else ensure_openevolve(args.oe_venv, args.oe_version)
     runs_dir = Path(tempfile.mkdtemp(prefix="bench-vs-oe-"))
