@@ -33,6 +33,7 @@ task's evaluator before its first job (the host sends it while a run is still st
 
 from __future__ import annotations
 
+import binascii
 import ctypes
 import errno
 import gc
@@ -147,6 +148,25 @@ def _enter_job_namespaces(cfg: dict[str, Any], cgroup_procs: list[str], network:
     return outer_pid
 
 
+def _write_inputs(files_dir: str, files: dict[str, str]) -> None:
+    """The job's program, evaluator and extra files (base64), written into a tmpfs of this job's
+    own over ``files_dir``: root-owned, 0644, so the job reads them and cannot change them (what
+    the host's job dir gives the cold path, without a dir per job on the host)."""
+    data = {name: binascii.a2b_base64(text) for name, text in files.items()}
+    size_mb = sum(map(len, data.values())) // (1 << 20) + 1
+    _tmpfs(files_dir, size_mb, "0755")
+    for name, content in data.items():
+        if not name or "/" in name or name in (".", ".."):
+            raise OSError(f"bad input file name {name!r}")
+        fd = os.open(os.path.join(files_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
 def _request_forkserver(cz: socket.socket, msg: dict[str, Any], outer_pid: int, theirs: int, out_fd: int) -> None:
     """Ask the clean candidate zygote for this job's forkserver, inside the job's namespaces (made
     by now); its children print into the job's output pipe like every other job process."""
@@ -172,6 +192,8 @@ def _job_init(msg: dict[str, Any], cfg: dict[str, Any], result_fd: int, out_fd: 
         if outer_pid is None:
             outer_pid = _enter_job_namespaces(cfg, msg["cgroup_procs"], bool(msg.get("network")), disk)
         drop = cfg.get("drop")
+        if msg.get("files") is not None:
+            _write_inputs(msg["files_dir"], msg["files"])
         work = msg["work"]
         _tmpfs(work, disk, "0700", tuple(drop) if drop else None)
         os.mkdir(os.path.join(work, "tmp"), 0o700)

@@ -71,7 +71,9 @@ def test_jobs_run_warm_with_every_layer() -> None:
         assert set(available) <= set(r.isolation), set(available) - set(r.isolation)
         assert r.peak_memory_mb is not None
     assert len({r.value["rand"] for r in results}) == 3  # each fork reseeds; no shared RNG stream
-    assert len({r.value["cwd"] for r in results}) == 3
+    # Each job's work dir and input files are its own (a tmpfs each, in its own mount namespace):
+    # nothing an earlier job wrote shows, and the inputs cannot be changed.
+    assert all(r.value["fresh_workdir"] == 1.0 and r.value["inputs_writable"] == 0.0 for r in results)
 
 
 @needs_warm
@@ -148,7 +150,7 @@ from agentopt.sandbox.warm_local import WarmLocalSandbox
 
 async def main():
     sb = WarmLocalSandbox() if sys.argv[1] == "warm" else LocalSandbox(isolation="namespaces")
-    print(sb._root, getattr(sb, "_job_root", sb._root), flush=True)
+    print(sb._root, flush=True)
     job = SandboxJob(evaluator_path={ev!r}, program_path={prog!r}, timeout_s=30, env={{"HOSTILE_MARKER": os.environ["CONTROLLER_MARKER"]}})
     await sb.run(job)
 
@@ -181,8 +183,7 @@ def test_kill_9_of_the_controller_leaves_nothing(kind: str, tmp_path: Path) -> N
     while _marker_pids(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _marker_pids(marker) == [], "the in-flight job outlived its controller"
-    # Leftovers of the dead controller: its temp dirs (the warm one's job dirs may be on /dev/shm)
-    # and job cgroups; the next sandbox removes them.
+    # Leftovers of the dead controller: its temp dir and job cgroups; the next sandbox removes them.
     assert all(root.exists() for root in roots)
     LocalSandbox(isolation="none")
     assert not any(root.exists() for root in roots)

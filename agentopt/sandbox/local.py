@@ -47,7 +47,6 @@ _TERM_GRACE_S = 0.3
 _FRAME_HEADER_MAX = 128
 _STAGE_CANDIDATES = ("/mnt", "/media", "/srv")
 _PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-MEMORY_TEMP_DIR = "/dev/shm"  # where warm jobs' small dirs go when it is a roomy tmpfs
 _ROOT_PREFIX = "agentopt-sandbox-"
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -398,15 +397,11 @@ def clean_stale_leftovers(temp_root: str | None = None) -> int:
     Only leftovers whose owner pid (in the name) is dead are touched. Returns how many.
     """
     removed = cgroups.clean_stale()
-    entries: list[Path] = []
-    bases = [Path(temp_root or tempfile.gettempdir())]
-    if temp_root is None:
-        bases.append(Path(MEMORY_TEMP_DIR))  # warm jobs' dirs (see WarmLocalSandbox)
-    for base in bases:
-        try:
-            entries += list(base.glob(f"{_ROOT_PREFIX}*"))
-        except OSError:
-            pass
+    base = Path(temp_root or tempfile.gettempdir())
+    try:
+        entries = list(base.glob(f"{_ROOT_PREFIX}*"))
+    except OSError:
+        entries = []
     for d in entries:
         owner = d.name[len(_ROOT_PREFIX):].split("-", 1)[0]
         if owner.isdigit() and d.is_dir() and not cgroups.pid_alive(int(owner)):
