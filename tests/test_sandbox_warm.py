@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -149,7 +151,8 @@ from agentopt.sandbox.local import LocalSandbox
 from agentopt.sandbox.warm_local import WarmLocalSandbox
 
 async def main():
-    sb = WarmLocalSandbox() if sys.argv[1] == "warm" else LocalSandbox(isolation="namespaces")
+    root = sys.argv[2]
+    sb = WarmLocalSandbox(temp_root=root) if sys.argv[1] == "warm" else LocalSandbox(isolation="namespaces", temp_root=root)
     print(sb._root, flush=True)
     job = SandboxJob(evaluator_path={ev!r}, program_path={prog!r}, timeout_s=30, env={{"HOSTILE_MARKER": os.environ["CONTROLLER_MARKER"]}})
     await sb.run(job)
@@ -168,7 +171,11 @@ def test_kill_9_of_the_controller_leaves_nothing(kind: str, tmp_path: Path) -> N
     script = tmp_path / "controller.py"
     script.write_text(textwrap.dedent(CONTROLLER).format(repo=str(REPO), ev=str(EVAL), prog=str(WARM / "sleeper.py")))
     # The marker travels in the env, so only the job's processes carry it in their cmdline.
-    proc = subprocess.Popen([sys.executable, str(script), kind], stdout=subprocess.PIPE, text=True,
+    # A temp root of its own: other test runs on this machine clean leftovers of dead controllers
+    # in the default one, and might take this one's before the assertions below look.
+    temp_root = tempfile.mkdtemp(prefix="agentopt-kill9-")
+    os.chmod(temp_root, 0o755)
+    proc = subprocess.Popen([sys.executable, str(script), kind, temp_root], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "CONTROLLER_MARKER": marker})
     assert proc.stdout is not None
     roots = [Path(p) for p in proc.stdout.readline().split()]
@@ -185,8 +192,9 @@ def test_kill_9_of_the_controller_leaves_nothing(kind: str, tmp_path: Path) -> N
     assert _marker_pids(marker) == [], "the in-flight job outlived its controller"
     # Leftovers of the dead controller: its temp dir and job cgroups; the next sandbox removes them.
     assert all(root.exists() for root in roots)
-    LocalSandbox(isolation="none")
+    LocalSandbox(isolation="none", temp_root=temp_root)
     assert not any(root.exists() for root in roots)
+    shutil.rmtree(temp_root, ignore_errors=True)
     s = cgroups.detect()
     for parent in {p for p in (s.pids_parent, s.memory_parent) if p}:
         assert not list(parent.glob(f"job-{owner}-*")), f"stale cgroup of pid {owner} in {parent}"
