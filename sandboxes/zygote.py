@@ -27,7 +27,8 @@ gone: the kernel empties a pid namespace before its init is reaped); no job proc
 pipe. Were it gone, the zygote answers {op: "done", id, status} on the control socket instead.
 Setup failures exit with code 125 and a message on the job's output; the host then discards this
 worker. A *spare* init is forked while a job runs and does the job-independent half of the set-up
-(cgroup, namespaces, mounts) before its job exists (see _spare_init). {op: "preload"} imports a
+(cgroup, namespaces, mounts) before its job exists (see _spare_init); a job's header asks for the
+spare of the job after it ("next_spare", the same fields as an {op: "spare"} message). {op: "preload"} imports a
 task's evaluator before its first job (the host sends it while a run is still starting up).
 """
 
@@ -589,6 +590,8 @@ class Zygote:
             msg = json.loads(head_bytes)
             if msg.get("op") == "run" and len(fds) == 3 and body:
                 self.start_job(msg, body, fds)
+                if msg.get("next_spare"):
+                    self.make_spare(msg["next_spare"])
             elif msg.get("op") == "spare":
                 self.make_spare(msg)
             elif msg.get("op") == "preload" and msg.get("preload_key") and msg.get("preload_path"):

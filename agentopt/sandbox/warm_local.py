@@ -177,6 +177,19 @@ class _Worker:
         A spare made for other caps is dropped (its cgroup's removal kills it): runs change caps
         rarely, and a spare that no job can use would hold a cgroup and a process forever.
         """
+        spare = self.reserve_spare(memory_mb, disk_mb)
+        if spare is None:
+            return
+        try:
+            self.send(self.spare_request(spare))
+        except OSError:
+            self.pool.release(spare[1])
+            return
+        self.keep_spare(spare)
+
+    def reserve_spare(self, memory_mb: int, disk_mb: int) -> tuple[str, cgroups.JobCgroup, tuple[int, int]] | None:
+        """Id and fresh cgroup for the next spare, or None when one is ready (or the worker is gone).
+        The caller asks the zygote for it (:meth:`spare_request`), then :meth:`keep_spare`."""
         caps = (memory_mb, disk_mb)
         with self._lock:
             stale = [s for s in self.spares if s[2] != caps]
@@ -185,19 +198,19 @@ class _Worker:
         for _sid, cg, _caps in stale:
             self.pool.release(cg)
         if full:
-            return
+            return None
         cg = self.pool.take(memory_mb * 1024 * 1024)
-        if cg is None:
-            return
-        sid = secrets.token_hex(8)
-        try:
-            self.send({"op": "spare", "id": sid, "cgroup_procs": [str(p) for p in cg.procs_files],
-                       "network": False, "disk_mb": disk_mb})
-        except OSError:
-            self.pool.release(cg)
-            return
+        return None if cg is None else (secrets.token_hex(8), cg, caps)
+
+    @staticmethod
+    def spare_request(spare: tuple[str, cgroups.JobCgroup, tuple[int, int]]) -> dict[str, Any]:
+        sid, cg, (_memory_mb, disk_mb) = spare
+        return {"op": "spare", "id": sid, "cgroup_procs": [str(p) for p in cg.procs_files], "network": False,
+                "disk_mb": disk_mb}
+
+    def keep_spare(self, spare: tuple[str, cgroups.JobCgroup, tuple[int, int]]) -> None:
         with self._lock:
-            self.spares.append((sid, cg, caps))
+            self.spares.append(spare)
 
 
 def _resolve(fut: asyncio.Future[int], value: int | None, exc: BaseException | None) -> None:
@@ -508,10 +521,18 @@ class WarmLocalSandbox(LocalSandbox):
         st_r, st_w = os.pipe()  # the zygote writes the job's exit status here (no job process holds it)
         done: asyncio.Future[int] = loop.create_future()
         t0 = time.monotonic()
+        # The next job's init gets ready while this one runs; asked for in this job's message
+        # (one message and one wake-up of the zygote per job, not two).
+        spare = None if job.network else worker.reserve_spare(job.memory_mb, job.max_disk_mb)
+        if spare is not None:
+            msg["next_spare"] = worker.spare_request(spare)
         try:
             try:
                 worker.add(msg["id"], done)
                 worker.send(msg, [res_w, err_w, st_w], body)
+                if spare is not None:
+                    worker.keep_spare(spare)
+                    spare = None
             except (OSError, SandboxError) as exc:
                 worker.forget(msg["id"])
                 await asyncio.to_thread(worker.kill)
@@ -521,8 +542,8 @@ class WarmLocalSandbox(LocalSandbox):
         finally:
             for fd in (res_w, err_w, st_w):
                 os.close(fd)
-        if not job.network:  # the next job's init gets ready while this one runs
-            worker.add_spare(job.memory_mb, job.max_disk_mb)
+            if spare is not None:  # not sent
+                self._cgroups.release(spare[1])
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
         exited = asyncio.create_task(_job_status(st_r, done))
