@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from agentopt.evolve.simplify import simplify_tree
 
-__all__ = ["code_complexity", "code_distance", "exact_hash", "normalized_code_hash"]
+__all__ = ["code_complexity", "code_distance", "code_identity", "exact_hash", "normalized_code_hash"]
 
 
 def _sha(text: str) -> str:
@@ -66,7 +66,6 @@ def _parse(code: str) -> ast.AST | None:
         return None
 
 
-@lru_cache(maxsize=1024)
 def normalized_code_hash(code: str, simplify: bool = True) -> str:
     """Hash of the program's structure: equal for programs that differ only in comments,
     docstrings, bare string statements, blank lines, line wrapping or quoting style, and,
@@ -83,16 +82,7 @@ def normalized_code_hash(code: str, simplify: bool = True) -> str:
     Python versions, so these hashes are only comparable within one interpreter version
     (a mismatch merely costs a cache miss).
     """
-    tree = _parse(code)
-    if tree is None:
-        return _sha("text:" + " ".join(code.split()))
-    tree = _StripNoOps().visit(tree)
-    if simplify:
-        try:
-            tree = simplify_tree(tree)  # type: ignore[arg-type]
-        except RecursionError:  # absurdly deep nesting: hash it unsimplified
-            tree = _StripNoOps().visit(_parse(code))
-    return _sha("ast:" + ast.dump(tree, annotate_fields=True, include_attributes=False))
+    return code_identity(code, simplify)[0]
 
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -107,6 +97,28 @@ def code_complexity(code: str) -> float:
     if tree is None:
         return float(len(_TOKEN_RE.findall(code)))
     return float(sum(1 for _ in ast.walk(tree)))
+
+
+@lru_cache(maxsize=1024)
+def code_identity(code: str, simplify: bool = True) -> tuple[str, float]:
+    """``(normalized_code_hash(code, simplify), code_complexity(code))`` from ONE parse.
+
+    Why together: the controller needs both for every child, and parsing is the larger part
+    of either; parsed separately a 2 KB program cost two ``ast.parse`` per iteration. Cached:
+    a child is hashed when its turn is decided and again when it is stored, and texts recur."""
+    tree = _parse(code)
+    if tree is None:
+        result = (_sha("text:" + " ".join(code.split())), float(len(_TOKEN_RE.findall(code))))
+    else:
+        complexity = float(sum(1 for _ in ast.walk(tree)))  # before the hash's transforms change it
+        tree = _StripNoOps().visit(tree)
+        if simplify:
+            try:
+                tree = simplify_tree(tree)  # type: ignore[arg-type]
+            except RecursionError:  # absurdly deep nesting: hash it unsimplified
+                tree = _StripNoOps().visit(_parse(code))
+        result = (_sha("ast:" + ast.dump(tree, annotate_fields=True, include_attributes=False)), complexity)
+    return result
 
 
 @lru_cache(maxsize=2048)
