@@ -13,7 +13,8 @@ Determinism and resume hinge on these choices:
   order too; functional-fingerprint lookups see only iterations <= ``i - window``.
 * Program ids are ``hash(seed, iteration, code)``. Durable records: a start record per started
   iteration (its plan), a pending entry per finished, uncommitted child, and one transaction per
-  commit (program or rejection + the run's counters and learned state). After a crash, resuming
+  commit (program or rejection + the run's counters and learned state + the start record of the
+  iteration that commit lets start: ``ProgramDB.batch``). After a crash, resuming
   reruns the started iterations from their records (the LLM request cache answers them) and
   takes finished children from the pending area, so nothing is evaluated twice and the run
   continues exactly as the uninterrupted one would have.
@@ -50,7 +51,7 @@ from agentopt.evolve.final_selection import select_final
 from agentopt.evolve.front import front_summary
 from agentopt.evolve.funnel import Funnel, funnel_stats
 from agentopt.evolve.gpu_slots import evaluation_slots
-from agentopt.evolve.hashing import code_complexity, exact_hash, normalized_code_hash
+from agentopt.evolve.hashing import code_identity, exact_hash
 from agentopt.evolve.health import FailureRate, RunAborted, initial_failure, output_tail
 from agentopt.evolve.materialize import materialize_program
 from agentopt.evolve.pipeline import PARKED, STOP, Parked, WindowPipeline
@@ -288,7 +289,7 @@ class EvolutionController:
                 return bundle_norm_hash(code, simplify), bundle_complexity(code)
             except BundleError:
                 pass  # not a well-formed bundle after all: hash it as plain text
-        return normalized_code_hash(code, simplify), code_complexity(code)
+        return code_identity(code, simplify)
 
     def _program_from(
         self,
@@ -804,7 +805,7 @@ class EvolutionController:
             if int(key[len(START_PREFIX) :]) >= next_it
         }
         pipeline: WindowPipeline[IterationResult] = WindowPipeline(
-            window=self._window, start=self._start, commit=self._commit_iteration
+            window=self._window, start=self._start, commit=self._commit_iteration, step=self.db.batch
         )
         await pipeline.run(next_it, self._resumed_work(next_it))
 

@@ -347,6 +347,7 @@ class ProgramDB:
         self._distance: Any = None
         self._lock = threading.RLock()
         self._best_cache: tuple[int, Program] | None = None
+        self._batch_open = False  # inside batch(): writes join its transaction (as savepoints)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -474,7 +475,6 @@ class ProgramDB:
             raise ValueError(
                 f"program {program.id}: island {program.island} outside 0..{len(self._pop.islands) - 1}"
             )
-        conn = self._conn
         rankable = _rankable(program)
         profile = code_profile(program.code) if rankable and "diversity" in self._dims else None
         features = self._features(program, profile) if rankable else None
@@ -486,8 +486,7 @@ class ProgramDB:
         vector = tuple(program.metrics[n] for n in names) if rankable and names and all(
             n in program.metrics for n in names) else None  # fmt: skip
         tune_evals, tune_gain = tuning_columns(program.mutation, self.objective.direction == "maximize")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             # Upsert returning the id: one statement whether or not the text is already stored.
             (blob_id,) = conn.execute(
                 "INSERT INTO blobs(hash, code) VALUES (?, ?) ON CONFLICT(hash) DO UPDATE SET hash = excluded.hash"
@@ -506,22 +505,15 @@ class ProgramDB:
                     int("cache_hit" in program.mutation), tune_evals, tune_gain,
                 ),
             )  # fmt: skip
-            if cur.rowcount == 0:  # id already stored: a resumed run re-adding it
-                self._write_states(states, drop_states)
-                conn.execute("COMMIT")
-                return
-            seq = int(cur.lastrowid or 0)
-            if self.objective.is_multi:
+            seq = int(cur.lastrowid or 0) if cur.rowcount else 0  # 0: id already stored (a resumed re-add)
+            if seq and self.objective.is_multi:
                 conn.executemany(
                     "INSERT INTO metric_values(seq, metric, value) VALUES (?, ?, ?)",
                     [(seq, name, program.metrics[name]) for name in names if name in program.metrics],
                 )
             self._write_states(states, drop_states)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        if not seq:
+            return
         self._count += 1
         self._last_seq = seq
         self._remember_code(seq, program.code)
@@ -571,9 +563,7 @@ class ProgramDB:
             return 0
         moves = self._pop.plan_migration(self.search.migration_rate)
         after_seq = self._last_seq
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO migrations(epoch, after_seq, program_seq, to_island) VALUES (?, ?, ?, ?)",
                 [(epoch, after_seq, seq, dest) for seq, dest in moves],
@@ -582,10 +572,6 @@ class ProgramDB:
                 "INSERT OR REPLACE INTO state(key, value) VALUES ('__migration_epoch', ?)",
                 (json.dumps(epoch),),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         self._migration_epoch = epoch
         self._pop.apply_migration(moves)
         return len(moves)
@@ -619,9 +605,48 @@ class ProgramDB:
             self._write_states(states, drop_states)
 
     @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write made inside lands in ONE transaction, committed when the block ends.
+
+        Why: the pipelined controller commits iteration ``i`` and, in the same synchronous
+        step, starts iteration ``i + window`` (its start record). Separately that is two
+        commits, each rewriting the WAL pages it touched; together it is one. Each write inside
+        keeps its own atomicity (a savepoint: a failed write leaves nothing behind) and the
+        block commits whatever succeeded even when it raises, so what is durable afterwards is
+        exactly what separate transactions would have left; only the moment moves to the end of
+        the block (synchronous code, no awaits: a crash inside it loses at most the step, which
+        a resume redoes from the previous commit). Holds the instance lock throughout, so no
+        other thread's statement lands inside. Nested calls join the outer block."""
+        with self._lock:
+            if self._batch_open:
+                yield
+                return
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            self._batch_open = True
+            try:
+                yield
+            finally:
+                self._batch_open = False
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (caller holds the lock)."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (caller holds the lock). Inside
+        :meth:`batch`: a savepoint of the batch's transaction, rolled back to on any error."""
         conn = self._conn
+        if self._batch_open:
+            conn.execute("SAVEPOINT write")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # an error may have ended the transaction
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                raise
+            conn.execute("RELEASE write")
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -675,7 +700,9 @@ class ProgramDB:
 
     @_locked
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._conn.execute(sql, params)  # autocommit mode: committed when this returns
+        # Autocommit mode: committed when this returns (inside batch(): when the batch ends; one
+        # statement is atomic by itself, so it needs no savepoint).
+        self._conn.execute(sql, params)
 
     # ------------------------------------------------------------------ reading
     @_locked

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -46,6 +47,9 @@ class WindowPipeline(Generic[T]):
     * ``resumed`` are coroutines for iterations ``first, first + 1, ...`` started before an
       interruption (the controller rebuilt them from their durable start records); they take
       their window places first.
+    * ``step()`` (optional) wraps each synchronous step: a commit together with the start it
+      triggers, and the first fill of the window. The controller passes its store's ``batch``,
+      so commit ``i`` and start record ``i + window`` are one transaction, not two.
 
     An exception in iteration ``i`` surfaces when ``i`` is next to commit (so every earlier
     iteration is committed first); every other running iteration is then cancelled.
@@ -57,12 +61,14 @@ class WindowPipeline(Generic[T]):
         window: int,
         start: Callable[[int], Awaitable[T] | Parked | None],
         commit: Callable[[int, T], None],
+        step: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
         self._start = start
         self._commit = commit
+        self._step = step
         self._tasks: dict[int, asyncio.Task[T]] = {}
         self._stopped = False
 
@@ -88,10 +94,11 @@ class WindowPipeline(Generic[T]):
             for work in resumed or []:
                 self._tasks[next_start] = asyncio.ensure_future(work)
                 next_start += 1
-            while next_start < next_commit + self.window and not self._stopped:
-                self._launch(next_start)
-                if not self._stopped:
-                    next_start += 1
+            with self._step():
+                while next_start < next_commit + self.window and not self._stopped:
+                    self._launch(next_start)
+                    if not self._stopped:
+                        next_start += 1
             while next_commit in self._tasks:
                 task = self._tasks[next_commit]
                 if not task.done():
@@ -101,13 +108,14 @@ class WindowPipeline(Generic[T]):
                     await asyncio.wait({task})
                 result = task.result()
                 del self._tasks[next_commit]
-                self._commit(next_commit, result)
-                next_commit += 1
-                # The window moved by one: start the iteration that samples "as of" next_commit - 1.
-                if next_start < next_commit + self.window and not self._stopped:
-                    self._launch(next_start)
-                    if not self._stopped:
-                        next_start += 1
+                with self._step():
+                    self._commit(next_commit, result)
+                    next_commit += 1
+                    # The window moved by one: start the iteration that samples "as of" next_commit - 1.
+                    if next_start < next_commit + self.window and not self._stopped:
+                        self._launch(next_start)
+                        if not self._stopped:
+                            next_start += 1
         finally:
             await self._cancel_all()
         return next_commit
