@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import random
@@ -229,11 +230,15 @@ class EvolutionController:
     def _write_candidate(self, code: str, name: str) -> Path:
         """The candidate as the evaluator sees it: one file, or for a multi-file task a
         directory holding every file at its relative path (that directory is program_path)."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.spec.multi_file or is_bundle(code):
+            self.work_dir.mkdir(parents=True, exist_ok=True)
             return write_bundle(code, self.work_dir / name)
         path = self.work_dir / f"{name}{self.spec.program.suffix or '.py'}"
-        path.write_text(code, encoding="utf-8")
+        try:  # the folder exists after the first candidate: no mkdir syscall per iteration
+            path.write_text(code, encoding="utf-8")
+        except FileNotFoundError:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(code, encoding="utf-8")
         return path
 
     @staticmethod
@@ -823,6 +828,7 @@ class EvolutionController:
                 f"constants tuning: on ({tune_budget(self.spec)} evaluations per child; search.tune)"
             )
         interrupted = False
+        _freeze_startup_objects()
         try:
             await self._ensure_initial()
             if self._abort is None:  # the initial program said the setup is broken: stop here
@@ -901,6 +907,19 @@ class EvolutionController:
         if self.spec.multi_file:
             return "best_program"  # a directory with every file of the best candidate
         return "best_program" + (self.spec.program.suffix or ".py")
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything alive now (imported modules, the task, the store) out of the cyclic
+    GC's reach, once per process: they live for the whole run, yet every full collection
+    re-traversed them (about 2% of the controller's CPU per iteration in a 4-worker run)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 def _result_of(program: Program) -> EvalResult:
