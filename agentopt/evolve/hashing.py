@@ -59,6 +59,26 @@ class _StripNoOps(ast.NodeTransformer):
         return node
 
 
+def _is_string_statement(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _count_and_strip(tree: ast.AST) -> int:
+    """What ``_StripNoOps().visit(tree)`` does, in place, returning the node count of the tree
+    as parsed (:func:`code_complexity`): one ``ast.walk`` instead of a transformer pass plus a
+    walk. ``ast.walk`` queues a node's children before yielding it, so filtering its blocks
+    then still counts every parsed node (the stripped statements included, as before)."""
+    count = 0
+    for node in ast.walk(tree):
+        count += 1
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, field, None)
+            if isinstance(stmts, list) and stmts and isinstance(stmts[0], ast.stmt):
+                if any(_is_string_statement(s) for s in stmts):
+                    setattr(node, field, [s for s in stmts if not _is_string_statement(s)])
+    return count
+
+
 def _parse(code: str) -> ast.AST | None:
     try:
         return ast.parse(_normalize_newlines(code))
@@ -110,8 +130,7 @@ def code_identity(code: str, simplify: bool = True) -> tuple[str, float]:
     if tree is None:
         result = (_sha("text:" + " ".join(code.split())), float(len(_TOKEN_RE.findall(code))))
     else:
-        complexity = float(sum(1 for _ in ast.walk(tree)))  # before the hash's transforms change it
-        tree = _StripNoOps().visit(tree)
+        complexity = float(_count_and_strip(tree))
         if simplify:
             try:
                 tree = simplify_tree(tree)  # type: ignore[arg-type]
