@@ -308,3 +308,17 @@ def test_check_reachable(scripted_llm):
 def test_import_agentopt_llm_does_not_import_litellm():
     code = "import agentopt, agentopt.llm.client, sys; assert 'litellm' not in sys.modules, 'litellm imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_next_key_equals_the_documented_key_formula(tmp_path):
+    """next_key builds the canonical JSON once for both of its keys; the keys must stay exactly
+    RequestCache.key's, or every recorded cache stops replaying."""
+    cache = RequestCache(tmp_path / "c.jsonl")
+    requests = [
+        {"model": "m", "messages": [{"role": "user", "content": 'é "occurrence":null'}], "temperature": 0.7,
+         "max_tokens": 10, "seed": None, "extra": None},
+        {"model": "m", "messages": [], "seed": 3, "extra": {"occurrence": None, "z": 1, "a": [1, {"b": 2}]}},
+    ]
+    for request in requests:
+        for n in range(3):
+            assert cache.next_key(request) == RequestCache.key({**request, "occurrence": n})

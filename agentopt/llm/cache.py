@@ -86,11 +86,12 @@ class RequestCache:
 
     def next_key(self, request: dict[str, Any]) -> str:
         """Key for this request's next occurrence in this process (0 the first time, then 1, ...)."""
-        base = self.key({**request, "occurrence": None})
+        head, tail = _canonical_parts(request)
+        base = _digest(head, None, tail)
         with self._lock:
             n = self._occurrences.get(base, 0)
             self._occurrences[base] = n + 1
-        return self.key({**request, "occurrence": n})
+        return _digest(head, n, tail)
 
     def get(self, key: str) -> Completion | None:
         """The recorded completion (marked ``cached=True``) or None."""
@@ -127,3 +128,24 @@ class RequestCache:
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             weakref.finalize(self, os.close, self._fd)
         return self._fd
+
+
+# KEY_FIELDS in sorted order split around "occurrence": the canonical JSON is
+# head + "occurrence" + tail, so a request's two keys (base, n-th occurrence) share ONE dump of
+# the messages (the bulk of it) instead of two, byte for byte what :meth:`RequestCache.key` hashes.
+_HEAD_FIELDS = tuple(k for k in sorted(KEY_FIELDS) if k < "occurrence")
+_TAIL_FIELDS = tuple(k for k in sorted(KEY_FIELDS) if k > "occurrence")
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _canonical_parts(request: dict[str, Any]) -> tuple[str, str]:
+    head = _dump({k: request.get(k) for k in _HEAD_FIELDS})
+    tail = _dump({k: request.get(k) for k in _TAIL_FIELDS})
+    return head[:-1] + ',"occurrence":', "," + tail[1:]
+
+
+def _digest(head: str, occurrence: int | None, tail: str) -> str:
+    return hashlib.sha256((head + _dump(occurrence) + tail).encode("utf-8")).hexdigest()
