@@ -485,3 +485,33 @@ def test_determinism_across_fresh_processes() -> None:
         outputs.append(out.stdout)
     assert outputs[0] == outputs[1]
     assert len(json.loads(outputs[0])["samples"]) == 40
+
+
+def test_batch_is_one_transaction_that_keeps_each_write_atomic(tmp_path):
+    """ProgramDB.batch (the controller's commit + next start): everything inside commits together
+    at the end; a write that fails inside leaves nothing of itself, and what succeeded before an
+    exception is committed all the same (as separate transactions would have left it)."""
+    db = open_db(tmp_path / "p.db")
+    with db.batch():
+        db.add(make(0, 1.0), states={"next_iteration": 1})
+        db.set_state("start/5", {"plan": "x"})
+        other = sqlite3.connect(tmp_path / "p.db")
+        assert other.execute("SELECT COUNT(*) FROM programs").fetchone() == (0,)  # not yet visible
+        with db.batch():  # nested: joins the open one
+            db.set_state("start/6", {"plan": "y"})
+    assert other.execute("SELECT COUNT(*) FROM programs").fetchone() == (1,)
+    assert {k for (k,) in other.execute("SELECT key FROM state")} >= {"next_iteration", "start/5", "start/6"}
+    other.close()
+    twin = make(1, 2.0)
+    with pytest.raises(RuntimeError):
+        with db.batch():
+            db.set_state("kept", 1)
+            with pytest.raises(TypeError):  # fails after its inserts: rolled back to its savepoint
+                db.add(make(2, 3.0), states={"lost": object()})
+            db.add(twin, states={"next_iteration": 2})
+            raise RuntimeError("after the writes")
+    db.close()
+    db = open_db(tmp_path / "p.db")
+    assert db.count() == 2 and db.get_state("kept") == 1 and db.get_state("next_iteration") == 2
+    assert db.get_state("lost") is None and db.get(make(2, 3.0).id) is None
+    db.close()
