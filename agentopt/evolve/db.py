@@ -17,7 +17,9 @@ Storage (one file, WAL journal):
 - ``meta`` (format, schema version, the run's objective/search settings), ``state``
   (controller JSON values), ``llm_calls``, ``rejections``.
 
-Durability: every write commits before the call returns. ``synchronous=NORMAL`` in WAL
+Durability: every write commits before the call returns, except inside :meth:`ProgramDB.batch`
+(one synchronous step of the controller), whose writes commit together when the block ends.
+``synchronous=NORMAL`` in WAL
 mode keeps a commit across a process crash (kill -9) and never corrupts the file; only an
 OS crash or power loss can drop the last few commits (the price of sub-millisecond adds).
 
