@@ -251,7 +251,9 @@ class EvolutionController:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        except (IsADirectoryError, PermissionError):  # a multi-file candidate's folder (EISDIR/EPERM)
+        except (IsADirectoryError, PermissionError):  # EISDIR (EPERM on macOS): a multi-file candidate
+            if not path.is_dir():
+                raise
             shutil.rmtree(path, ignore_errors=True)
 
     async def _evaluate_code(
