@@ -59,7 +59,7 @@ def run_once(checkout: Path, n: int, workers: int) -> tuple[float, float, float]
         out = subprocess.run(
             [str(checkout / ".venv" / "bin" / "python"), "-c", CONTROLLER, str(run / "task.yaml"), str(n),
              str(run / "output")],
-            capture_output=True, text=True, timeout=900,
+            capture_output=True, text=True, timeout=900, cwd=run,  # not a checkout: `-c` imports from the cwd
         )
         busy, wall = _busy_ticks() - busy, time.perf_counter() - started
     finally:
