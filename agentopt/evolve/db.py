@@ -70,6 +70,7 @@ SCHEMA_VERSION = 4
 FORMAT_NAME = "agentopt-programdb"
 APPLICATION_ID = 0x41474F50  # "AGOP" in the SQLite header, so `file`-style tools can tell
 CODE_CACHE_SIZE = 512
+PROGRAM_CACHE_SIZE = 64  # sampled parents/inspirations (ProgramDB._get_seq)
 NEAR_DUPLICATE_TOP = 8  # best members of the island compared by is_near_duplicate
 # Settings that decide the shape of the stored indexes; a reopened run must not change them.
 STRUCTURAL_SEARCH_KEYS = ("num_islands", "feature_dimensions", "feature_bins")
@@ -357,6 +358,7 @@ class ProgramDB:
         self._last_seq = 0
         self._migration_epoch = 0
         self._code_cache: OrderedDict[int, str] = OrderedDict()
+        self._program_cache: OrderedDict[int, Program] = OrderedDict()
         self._references = [ReferenceSet() for _ in range(search.num_islands)]
         self._ref_profiles: dict[int, CodeProfile] = {}
         self._distance: Any = None
@@ -727,8 +729,20 @@ class ProgramDB:
 
     @_locked
     def _get_seq(self, seq: int) -> Program:
+        """The stored program ``seq``, from a small cache: sampling asks for the same parents
+        and inspirations (an island's best few) iteration after iteration, and a stored row
+        never changes, so re-reading, decompressing and rebuilding it each time was waste.
+        Callers share the instance (as ``best()`` always did) and never mutate it."""
+        cached = self._program_cache.get(seq)
+        if cached is not None:
+            self._program_cache.move_to_end(seq)
+            return cached
         row = self._conn.execute(_SELECT_PROGRAM + " WHERE p.seq = ?", (seq,)).fetchone()
-        return self._program(row)
+        program = self._program(row)
+        self._program_cache[seq] = program
+        if len(self._program_cache) > PROGRAM_CACHE_SIZE:
+            self._program_cache.popitem(last=False)
+        return program
 
     def _program(self, row: tuple[Any, ...]) -> Program:
         seq, pid, parent_id, iteration, generation, island, code_hash, norm_hash, func_hash, tail, data, code = row
