@@ -31,3 +31,27 @@ def test_evolve_start_imports_nothing_heavy(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"imported at start-up: {out.stdout.strip()}"
+
+
+def test_single_objective_store_needs_no_numpy(tmp_path):
+    """A plain run's store work (adds with the default feature dimensions, complexity and
+    diversity; sampling; best) stays numpy-free, so a short run never pays numpy's import.
+    Only several objectives (pareto fronts) bring numpy in."""
+    code = (
+        "import random, sys\n"
+        "from pathlib import Path\n"
+        "from agentopt.evolve.db import Program, ProgramDB, make_program_id\n"
+        "from agentopt.task import Objective, SearchSpec\n"
+        f"db = ProgramDB.open(Path({str(tmp_path / 'p.db')!r}), objective=Objective(), search=SearchSpec(num_islands=2))\n"
+        "for i in range(40):\n"
+        "    c = f'def f(x):\\n    return x * {i} + {i % 7}\\n' + '# c\\n' * (i % 5)\n"
+        "    db.add(Program(id=make_program_id(0, i, str(i)), code=c, iteration=i, island=i % 2,\n"
+        "                   score=float(i % 9), complexity=float(len(c))))\n"
+        "rng = random.Random(0)\n"
+        "db.sample(rng, island=0, num_top=2, num_diverse=2)\n"
+        "assert db.best() is not None\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False", "a single-objective store imported numpy"
