@@ -10,7 +10,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAVY = ("networkx", "numpy", "litellm", "openai", "packaging", "agentopt.optim", "agentopt.targets.trace_workflow")
+HEAVY = (
+    "networkx", "numpy", "litellm", "openai", "packaging", "agentopt.optim", "agentopt.targets.trace_workflow",
+    "rich.progress",  # the live display, only when it is shown (not with --quiet)
+    "urllib.request", "http.client",  # only the local model server's health check uses them
+)
 
 
 def test_evolve_start_imports_nothing_heavy(tmp_path):
@@ -23,6 +27,7 @@ def test_evolve_start_imports_nothing_heavy(tmp_path):
     code = (
         "import sys\n"
         "import agentopt.cli\n"
+        "import agentopt.cli_progress\n"
         "from agentopt.evolve.api import run_async\n"
         "from agentopt.targets import load_any\n"
         f"spec = load_any({str(tmp_path / 'task.yaml')!r})\n"
