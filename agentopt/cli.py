@@ -7,6 +7,7 @@ instant. Errors a user can cause print one line (``error: ...``) and exit with c
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -119,6 +120,20 @@ def _pick_run_dir(spec: Any, output: Path | None) -> Path:
     return candidate
 
 
+def _freeze_heap() -> None:
+    """Move every object alive now into the garbage collector's permanent generation.
+
+    Why: each full collection re-traverses every tracked object, and after start-up that is
+    ~45k of them (modules, pydantic schemas, typing objects) that live until exit anyway.
+    Frozen before a run, the loop's full collections skip them (one took ~55 ms in a
+    200-iteration run); frozen at exit, the interpreter's final collections skip them too
+    (~70-100 ms of CPU spent only on memory the OS takes back). Nothing is lost: files, the
+    database and the LLM cache are closed explicitly, and atexit handlers still run.
+    The CLI only: it owns its process; the Python API leaves the caller's collector alone.
+    """
+    gc.freeze()
+
+
 def _run_with_progress(spec: Any, run_dir: Path, iterations: int | None, quiet: bool) -> Any:
     """Start or continue the run in ``run_dir`` with a live display; Ctrl-C keeps everything
     and exits 130, within a bounded time even if a clean stop does not come (cli_signals)."""
@@ -128,6 +143,7 @@ def _run_with_progress(spec: Any, run_dir: Path, iterations: int | None, quiet: 
 
     reporter = RichReporter(console, enabled=not quiet)
     reporter.run_dir = run_dir
+    _freeze_heap()  # start-up's objects (everything imported) are not the loop's garbage
 
     def forced(why: str) -> None:
         reporter.close()
@@ -551,6 +567,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise SystemExit(130) from None
+    finally:
+        _freeze_heap()  # the interpreter's exit collections would only free memory
 
 
 if __name__ == "__main__":  # pragma: no cover
