@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gc
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -134,12 +135,18 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _run_with_progress(spec: Any, run_dir: Path, iterations: int | None, quiet: bool) -> Any:
+def _run_with_progress(
+    spec: Any, run_dir: Path, iterations: int | None, quiet: bool, probes: threading.Thread | None = None
+) -> Any:
     """Start or continue the run in ``run_dir`` with a live display; Ctrl-C keeps everything
-    and exits 130, within a bounded time even if a clean stop does not come (cli_signals)."""
+    and exits 130, within a bounded time even if a clean stop does not come (cli_signals).
+    ``probes`` (cli_probe) is joined first, so the sandbox never probes a second time."""
     from agentopt.cli_progress import RichReporter
     from agentopt.cli_signals import run_interruptible
     from agentopt.evolve.api import run_async
+
+    if probes is not None:
+        probes.join()
 
     reporter = RichReporter(console, enabled=not quiet)
     reporter.run_dir = run_dir
@@ -184,11 +191,15 @@ def evolve(
     ] = None,
 ) -> None:
     """Evolve the task's program and write the best one and a summary to the results folder."""
-    from agentopt.evolve.api import with_llm_overrides
+    from agentopt.cli_probe import start_sandbox_probes
     from agentopt.targets import load_any
 
-    spec = with_llm_overrides(load_any(task), model=model, api_base=api_base)
-    _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet))
+    spec = load_any(task)
+    probes = start_sandbox_probes(spec)  # they wait on subprocesses while the engine imports
+    from agentopt.evolve.api import with_llm_overrides
+
+    spec = with_llm_overrides(spec, model=model, api_base=api_base)
+    _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet, probes))
 
 
 @app.command()
