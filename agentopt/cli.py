@@ -7,7 +7,6 @@ instant. Errors a user can cause print one line (``error: ...``) and exit with c
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 import threading
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from agentopt import __version__
+from agentopt import __version__, cli_gc
 
 app = typer.Typer(
     name="agentopt",
@@ -85,11 +84,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details to stderr.")] = False,
 ) -> None:
+    if ctx.invoked_subcommand not in ("evolve", "resume"):
+        cli_gc.resume(freeze=False)  # evolve and resume keep it paused through their imports
     import logging
 
     from rich.logging import RichHandler
@@ -123,20 +125,6 @@ def _pick_run_dir(spec: Any, output: Path | None) -> Path:
     return candidate
 
 
-def _freeze_heap() -> None:
-    """Move every object alive now into the garbage collector's permanent generation.
-
-    Why: each full collection re-traverses every tracked object, and after start-up that is
-    ~45k of them (modules, pydantic schemas, typing objects) that live until exit anyway.
-    Frozen before a run, the loop's full collections skip them (one took ~55 ms in a
-    200-iteration run); frozen at exit, the interpreter's final collections skip them too
-    (~70-100 ms of CPU spent only on memory the OS takes back). Nothing is lost: files, the
-    database and the LLM cache are closed explicitly, and atexit handlers still run.
-    The CLI only: it owns its process; the Python API leaves the caller's collector alone.
-    """
-    gc.freeze()
-
-
 def _run_with_progress(
     spec: Any, run_dir: Path, iterations: int | None, quiet: bool, probes: threading.Thread | None = None
 ) -> Any:
@@ -152,7 +140,7 @@ def _run_with_progress(
 
     reporter = RichReporter(console, enabled=not quiet)
     reporter.run_dir = run_dir
-    _freeze_heap()  # start-up's objects (everything imported) are not the loop's garbage
+    cli_gc.resume(freeze=True)  # the start-up heap (everything imported) is not the loop's garbage
 
     def forced(why: str) -> None:
         reporter.close()
@@ -575,13 +563,14 @@ def _print_summary(summary: Any) -> None:
 
 def main() -> None:
     """Console-script entry point. Ctrl-C outside a run (while starting up) exits 130 quietly."""
+    cli_gc.pause_for_start_up()  # resumed by the command (see _root), frozen-first by a run
     try:
         app()
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise SystemExit(130) from None
     finally:
-        _freeze_heap()  # the interpreter's exit collections would only free memory
+        cli_gc.leave_heap_to_os()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,7 @@ PARTS: dict[str, str] = {
     "cli_progress": APP,
     "cli_signals": APP,
     "cli_probe": APP,
+    "cli_gc": APP,
     "cli_inspect": APP,
     "ci": APP,
     "testing": APP,

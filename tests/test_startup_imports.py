@@ -62,16 +62,28 @@ def test_single_objective_store_needs_no_numpy(tmp_path):
     assert out.stdout.strip() == "False", "a single-objective store imported numpy"
 
 
-def test_cli_leaves_its_heap_to_the_os_at_exit():
-    """`agentopt` freezes its heap on the way out, so the interpreter's exit collections skip the
-    start-up objects (tens of ms per command); atexit handlers still run."""
+def _gc_state_at_exit(args: list[str], cwd: Path) -> str:
     code = (
         "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 0))\n"
         "from agentopt.cli import main\n"
-        "sys.argv = ['agentopt', '--version']\n"
+        f"sys.argv = ['agentopt', *{args!r}]\n"
         "main()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "frozen True"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_cli_collector_policy(tmp_path):
+    """The console script pauses the collector while it starts up, resumes it for every command
+    (an evolve run after freezing the start-up heap) and freezes everything on the way out, so
+    the interpreter's exit collections skip it (tens of ms per command); atexit handlers still run."""
+    (tmp_path / "program.py").write_text("x = 1\n")
+    (tmp_path / "evaluator.py").write_text("def evaluate(path):\n    return {'score': 1.0}\n")
+    (tmp_path / "task.yaml").write_text("program: program.py\nevaluator: evaluator.py\nsearch: {mutator: symbolic}\n")
+    assert _gc_state_at_exit(["--version"], tmp_path) == "gc False True"  # exits before any command
+    assert _gc_state_at_exit(["validate", str(tmp_path / "task.yaml")], tmp_path) == "gc True True"
+    evolve = ["evolve", str(tmp_path / "task.yaml"), "-n", "0", "-q", "-o", str(tmp_path / "out")]
+    assert _gc_state_at_exit(evolve, tmp_path) == "gc True True"
+    assert (tmp_path / "out" / "summary.json").is_file()
