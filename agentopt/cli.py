@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from agentopt import __version__
+from agentopt import __version__, cli_gc
 
 app = typer.Typer(
     name="agentopt",
@@ -29,8 +30,10 @@ import_app = typer.Typer(help="Import tasks written for other tools.", no_args_i
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(import_app, name="import")
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# emoji=False: ":name:" in candidate or evaluator text stays text (it is markup too), and rich's
+# emoji table (~3.5 ms to import) is never loaded.
+console = Console(emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,11 +84,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details to stderr.")] = False,
 ) -> None:
+    if ctx.invoked_subcommand not in ("evolve", "resume"):
+        cli_gc.resume(freeze=False)  # evolve and resume keep it paused through their imports
     import logging
 
     from rich.logging import RichHandler
@@ -119,15 +125,22 @@ def _pick_run_dir(spec: Any, output: Path | None) -> Path:
     return candidate
 
 
-def _run_with_progress(spec: Any, run_dir: Path, iterations: int | None, quiet: bool) -> Any:
+def _run_with_progress(
+    spec: Any, run_dir: Path, iterations: int | None, quiet: bool, probes: threading.Thread | None = None
+) -> Any:
     """Start or continue the run in ``run_dir`` with a live display; Ctrl-C keeps everything
-    and exits 130, within a bounded time even if a clean stop does not come (cli_signals)."""
+    and exits 130, within a bounded time even if a clean stop does not come (cli_signals).
+    ``probes`` (cli_probe) is joined first, so the sandbox never probes a second time."""
     from agentopt.cli_progress import RichReporter
     from agentopt.cli_signals import run_interruptible
     from agentopt.evolve.api import run_async
 
+    if probes is not None:
+        probes.join()
+
     reporter = RichReporter(console, enabled=not quiet)
     reporter.run_dir = run_dir
+    cli_gc.resume(freeze=True)  # the start-up heap (everything imported) is not the loop's garbage
 
     def forced(why: str) -> None:
         reporter.close()
@@ -168,11 +181,15 @@ def evolve(
     ] = None,
 ) -> None:
     """Evolve the task's program and write the best one and a summary to the results folder."""
-    from agentopt.evolve.api import with_llm_overrides
+    from agentopt.cli_probe import start_sandbox_probes
     from agentopt.targets import load_any
 
-    spec = with_llm_overrides(load_any(task), model=model, api_base=api_base)
-    _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet))
+    spec = load_any(task)
+    probes = start_sandbox_probes(spec)  # they wait on subprocesses while the engine imports
+    from agentopt.evolve.api import with_llm_overrides
+
+    spec = with_llm_overrides(spec, model=model, api_base=api_base)
+    _print_summary(_run_with_progress(spec, _pick_run_dir(spec, output), iterations, quiet, probes))
 
 
 @app.command()
@@ -546,11 +563,14 @@ def _print_summary(summary: Any) -> None:
 
 def main() -> None:
     """Console-script entry point. Ctrl-C outside a run (while starting up) exits 130 quietly."""
+    cli_gc.pause_for_start_up()  # resumed by the command (see _root), frozen-first by a run
     try:
         app()
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise SystemExit(130) from None
+    finally:
+        cli_gc.leave_heap_to_os()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,8 @@ PARTS: dict[str, str] = {
     "cli": APP,
     "cli_progress": APP,
     "cli_signals": APP,
+    "cli_probe": APP,
+    "cli_gc": APP,
     "cli_inspect": APP,
     "ci": APP,
     "testing": APP,

@@ -67,6 +67,45 @@ def test_reference_set_mean_matches_pairwise() -> None:
     assert ReferenceSet().mean_distance(own) == 0.0
 
 
+def _dense_mean_distance(own_code: str, ref_codes: list[str]) -> float:
+    """The former numpy computation (dense float64 bucket vectors): stored diversity values must
+    not change, so the sparse integer profiles have to give the same floats, bit for bit."""
+    np = pytest.importorskip("numpy")
+    import math
+    import zlib
+
+    from agentopt.evolve.features import _TOKEN, PROFILE_BUCKETS
+
+    def dense(code: str) -> tuple[object, float]:
+        counts = Counter(_TOKEN.findall(code))
+        vec = np.zeros(PROFILE_BUCKETS)
+        for token, n in counts.items():
+            vec[zlib.crc32(token.encode("utf-8")) % PROFILE_BUCKETS] += n
+        return vec, float(sum(counts.values()))
+
+    own, own_total = dense(own_code)
+    refs = [dense(c) for c in ref_codes]
+    matrix, totals = np.vstack([v for v, _ in refs]), np.array([t for _, t in refs]) + own_total
+    common = np.minimum(matrix, own).sum(axis=1)
+    safe = np.where(totals > 0, totals, 1.0)
+    return math.fsum(np.where(totals > 0, 1.0 - 2.0 * common / safe, 0.0).tolist()) / len(refs)
+
+
+def test_reference_set_bit_identical_to_dense_vectors() -> None:
+    rng = random.Random(7)
+    words = ["x", "y", "def", "return", "(", ")", ":", "+", "1", "2.5", "for", "in", "range", "é", "_tmp"]
+    codes = ["", " ".join(rng.choices(words, k=3))] + [
+        " ".join(rng.choices(words, k=rng.randint(1, 400))) for _ in range(40)
+    ]
+    for i in range(0, len(codes), 6):
+        group = codes[i : i + 6]
+        refs = ReferenceSet()
+        for c in group[1:]:
+            refs.append(code_profile(c))
+        if len(refs):
+            assert refs.mean_distance(code_profile(group[0])) == _dense_mean_distance(group[0], group[1:])
+
+
 def test_raw_features_dimensions() -> None:
     values = raw_features(
         ["complexity", "score", "runtime", "missing"],

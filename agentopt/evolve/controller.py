@@ -48,7 +48,6 @@ from agentopt.evolve.bundle import (
     write_bundle,
 )
 from agentopt.evolve.db import Program, ProgramDB, make_program_id
-from agentopt.evolve.features import import_numpy_in_background
 from agentopt.evolve.final_selection import select_final
 from agentopt.evolve.front import front_summary
 from agentopt.evolve.funnel import Funnel, funnel_stats
@@ -394,7 +393,6 @@ class EvolutionController:
         except (OSError, BundleError) as err:
             raise AgentoptError(f"cannot read the initial program: {err}") from None
         child = Child(iteration=0, parent=None, code=code, mutation={"kind": "initial"})
-        import_numpy_in_background()  # db.add below needs it; meanwhile the loop only waits
         result, func_hash, _ = await self._evaluate_code(code, "initial")
         pid = make_program_id(self.spec.search.seed, 0, exact_hash(code))
         program = self._program_from(child, code, result, pid, func_hash=func_hash)

@@ -26,19 +26,13 @@ for monotonically growing values; the result depends only on the insertion order
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
-import sys
-import threading
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
+from itertools import repeat
 
 BUILTIN_DIMENSIONS = ("complexity", "diversity", "score")
 REFERENCE_SAMPLE = 8  # programs per island that "diversity" is measured against
@@ -55,25 +49,17 @@ _bucket_cache: dict[str, int] = {}
 
 @dataclass(frozen=True, slots=True)
 class CodeProfile:
-    """Token multiset of one program as a bucketed count vector (what :func:`profile_distance`
+    """Token multiset of one program as sparse bucket counts (what :func:`profile_distance`
     compares). Buckets come from ``zlib.crc32``, never ``hash()``, so they are the same in
-    every process."""
+    every process.
 
-    counts: np.ndarray  # float64[PROFILE_BUCKETS]
-    total: float
-
-
-def import_numpy_in_background() -> None:
-    """Start importing numpy (~0.15 s of CPU) on a daemon thread.
-
-    Why: the first program's features need numpy right after the initial evaluation, and while
-    that evaluation runs (the sandbox starting its worker, the job itself) the event loop only
-    waits. An import started here overlaps that wait; a later ``import numpy`` in the main
-    thread blocks on the import lock until it is done, so nothing is imported twice.
+    Plain ints in a dict, not a numpy vector: every sum here is a sum of integer counts, so it
+    is exact in any order and the distances are bit-identical to a dense float64 computation,
+    while a run needs no numpy (~0.15 s of CPU to import) for its default feature dimensions.
     """
-    if "numpy" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("numpy",), name="agentopt-import-numpy",
-                         daemon=True).start()
+
+    counts: dict[int, int]  # bucket -> token count, only buckets that occur
+    total: float
 
 
 def _buckets(tokens: list[str]) -> list[int]:
@@ -90,14 +76,19 @@ def _buckets(tokens: list[str]) -> list[int]:
 
 def code_profile(code: str) -> CodeProfile:
     """Tokenize ``code`` (identifiers, numbers, single punctuation) into a bucketed multiset."""
-    import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
+    tokens = Counter(_TOKEN.findall(code))
+    counts: dict[int, int] = {}
+    get = counts.get
+    for bucket, n in zip(_buckets(list(tokens)), tokens.values(), strict=True):
+        counts[bucket] = get(bucket, 0) + n
+    return CodeProfile(counts, float(sum(tokens.values())))
 
-    counts = Counter(_TOKEN.findall(code))
-    if not counts:
-        return CodeProfile(np.zeros(PROFILE_BUCKETS), 0.0)
-    weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-    vec = np.bincount(np.array(_buckets(list(counts))), weights=weights, minlength=PROFILE_BUCKETS)
-    return CodeProfile(vec, float(weights.sum()))
+
+def _common(a: dict[int, int], b: dict[int, int]) -> int:
+    """Size of the multiset intersection: sum over buckets of the smaller count."""
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(map(min, a.values(), map(b.get, a, repeat(0))))
 
 
 def profile_distance(a: CodeProfile, b: CodeProfile) -> float:
@@ -107,44 +98,28 @@ def profile_distance(a: CodeProfile, b: CodeProfile) -> float:
     """
     if a.total + b.total == 0:
         return 0.0
-    import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
-
-    return 1.0 - 2.0 * float(np.minimum(a.counts, b.counts).sum()) / (a.total + b.total)
+    return 1.0 - 2.0 * float(_common(a.counts, b.counts)) / (a.total + b.total)
 
 
 class ReferenceSet:
-    """The fixed reference sample of one island as a matrix, so a program's mean distance
-    to all references is one vectorized operation instead of a Python loop per reference.
-    The arrays are made on the first ``append`` (numpy is imported only when a program's
-    features are computed, after the run has started)."""
+    """The fixed reference sample of one island (at most :data:`REFERENCE_SAMPLE` profiles),
+    which a program's ``diversity`` is the mean distance to."""
 
     def __init__(self) -> None:
-        self._matrix: np.ndarray | None = None
-        self._totals: np.ndarray | None = None
+        self._profiles: list[CodeProfile] = []
 
     def __len__(self) -> int:
-        return 0 if self._totals is None else len(self._totals)
+        return len(self._profiles)
 
     def append(self, profile: CodeProfile) -> None:
-        import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
-
-        if self._matrix is None or self._totals is None:
-            self._matrix, self._totals = profile.counts[None, :].copy(), np.array([profile.total])
-            return
-        self._matrix = np.vstack([self._matrix, profile.counts])
-        self._totals = np.append(self._totals, profile.total)
+        self._profiles.append(profile)
 
     def mean_distance(self, own: CodeProfile) -> float:
         """Mean :func:`profile_distance` from ``own`` to each reference (0.0 when empty)."""
-        if self._matrix is None or self._totals is None:
+        if not self._profiles:
             return 0.0
-        import numpy as np  # deferred: numpy costs ~0.15 s to import; start-up needs none of it
-
-        totals = self._totals + own.total
-        common = np.minimum(self._matrix, own.counts).sum(axis=1)
-        safe = np.where(totals > 0, totals, 1.0)
-        dist = np.where(totals > 0, 1.0 - 2.0 * common / safe, 0.0)
-        return math.fsum(dist.tolist()) / len(self)
+        dist = [profile_distance(own, ref) for ref in self._profiles]
+        return math.fsum(dist) / len(dist)
 
 
 def fast_code_distance(a: str, b: str) -> float:

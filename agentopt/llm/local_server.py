@@ -40,8 +40,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,6 +288,9 @@ def _pid_alive(pid: int) -> bool:
 
 def _served_models(base_url: str, timeout_s: float = 2.0) -> list[str] | None:
     """Model ids listed by ``GET /v1/models``; None when nothing answers there."""
+    import urllib.error  # deferred: urllib.request pulls in http.client and email (~5 ms at every start)
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{base_url}/models", timeout=timeout_s) as resp:  # noqa: S310 - loopback
             data = json.loads(resp.read())
