@@ -39,7 +39,9 @@
       if (!resp.ok) throw new Error(String(resp.status));
       const data = await resp.json();
       const key = keyOf(data);
-      if (lastKey !== null && key !== lastKey) await refreshPage();
+      // The first poll refreshes too: what changed between rendering this page and that poll
+      // (a run started meanwhile) would otherwise stay unseen until the next change.
+      if (key !== lastKey) await refreshPage();
       lastKey = key;
       if (!Array.isArray(data)) {
         document.querySelectorAll('[data-field="iteration"]').forEach((el) => { el.textContent = String(data.next_iteration); });
