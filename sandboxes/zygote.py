@@ -28,7 +28,8 @@ pipe. Were it gone, the zygote answers {op: "done", id, status} on the control s
 Setup failures exit with code 125 and a message on the job's output; the host then discards this
 worker. A *spare* init is forked while a job runs and does the job-independent half of the set-up
 (cgroup, namespaces, mounts) before its job exists (see _spare_init); a job's header asks for the
-spare of the job after it ("next_spare", the same fields as an {op: "spare"} message). {op: "preload"} imports a
+spares of the jobs after it ("next_spares": a list of what an {op: "spare"} message holds),
+forked back to back. {op: "preload"} imports a
 task's evaluator before its first job (the host sends it while a run is still starting up).
 """
 
@@ -590,8 +591,8 @@ class Zygote:
             msg = json.loads(head_bytes)
             if msg.get("op") == "run" and len(fds) == 3 and body:
                 self.start_job(msg, body, fds)
-                if msg.get("next_spare"):
-                    self.make_spare(msg["next_spare"])
+                for spare in msg.get("next_spares") or ():
+                    self.make_spare(spare)
             elif msg.get("op") == "spare":
                 self.make_spare(msg)
             elif msg.get("op") == "preload" and msg.get("preload_key") and msg.get("preload_path"):

@@ -26,7 +26,7 @@ import pytest
 from agentopt.sandbox import cgroups
 from agentopt.sandbox.base import Sandbox, SandboxJob
 from agentopt.sandbox.local import LocalSandbox
-from agentopt.sandbox.warm_local import WarmLocalSandbox, make_local_sandbox, warm_unavailable
+from agentopt.sandbox.warm_local import _SPARES, WarmLocalSandbox, make_local_sandbox, warm_unavailable
 
 HERE = Path(__file__).parent
 WARM = HERE / "warm"
@@ -98,7 +98,7 @@ def test_prewarm_readies_worker_evaluator_and_spare_for_the_first_job() -> None:
 
     started, again, spares_before, result, spare_jobs, workers, fallbacks, preloaded = asyncio.run(go())
     assert (started, again, workers, fallbacks) == (1, 0, 1, 0)
-    assert spares_before == 1 and spare_jobs == 1
+    assert spares_before == _SPARES and spare_jobs == 1
     assert len(preloaded) == 1
     assert result.ok, result
     assert result.value["pid"] == 1 and result.value["uid"] == 65534

@@ -54,7 +54,10 @@ log = logging.getLogger(__name__)
 
 _SETUP_FAILED = 125
 _MAX_WORKERS = 4  # distinct job environments kept warm at once
-_SPARES = 1  # pre-made job inits per worker (take the next job's cgroup migration and mounts off its path)
+# Pre-made job inits per worker (take the next job's cgroup migration and mounts off its path),
+# asked for this many at a time when none is left: the zygote forks them back to back, so the
+# copy-on-write faults its own work takes after each fork are paid once per batch.
+_SPARES = 2
 _START_TIMEOUT_S = 30.0
 _DONE_GRACE_S = 5.0
 
@@ -177,30 +180,32 @@ class _Worker:
         A spare made for other caps is dropped (its cgroup's removal kills it): runs change caps
         rarely, and a spare that no job can use would hold a cgroup and a process forever.
         """
-        spare = self.reserve_spare(memory_mb, disk_mb)
-        if spare is None:
-            return
-        try:
-            self.send(self.spare_request(spare))
-        except OSError:
-            self.pool.release(spare[1])
-            return
-        self.keep_spare(spare)
+        for spare in self.reserve_spares(memory_mb, disk_mb):
+            try:
+                self.send(self.spare_request(spare))
+            except OSError:
+                self.pool.release(spare[1])
+                continue
+            self.keep_spare(spare)
 
-    def reserve_spare(self, memory_mb: int, disk_mb: int) -> tuple[str, cgroups.JobCgroup, tuple[int, int]] | None:
-        """Id and fresh cgroup for the next spare, or None when one is ready (or the worker is gone).
-        The caller asks the zygote for it (:meth:`spare_request`), then :meth:`keep_spare`."""
+    def reserve_spares(self, memory_mb: int, disk_mb: int) -> list[tuple[str, cgroups.JobCgroup, tuple[int, int]]]:
+        """Ids and fresh cgroups for the next ``_SPARES`` spares when none is left (else none, nor
+        when the worker is gone). The caller asks the zygote for them (:meth:`spare_request`),
+        then :meth:`keep_spare`."""
         caps = (memory_mb, disk_mb)
         with self._lock:
             stale = [s for s in self.spares if s[2] != caps]
             self.spares = [s for s in self.spares if s[2] == caps]
-            full = bool(self.dead) or len(self.spares) >= _SPARES
+            ready = bool(self.dead) or bool(self.spares)
         for _sid, cg, _caps in stale:
             self.pool.release(cg)
-        if full:
-            return None
-        cg = self.pool.take(memory_mb * 1024 * 1024)
-        return None if cg is None else (secrets.token_hex(8), cg, caps)
+        out = []
+        for _ in range(0 if ready else _SPARES):
+            cg = self.pool.take(memory_mb * 1024 * 1024)
+            if cg is None:
+                break
+            out.append((secrets.token_hex(8), cg, caps))
+        return out
 
     @staticmethod
     def spare_request(spare: tuple[str, cgroups.JobCgroup, tuple[int, int]]) -> dict[str, Any]:
@@ -521,18 +526,18 @@ class WarmLocalSandbox(LocalSandbox):
         st_r, st_w = os.pipe()  # the zygote writes the job's exit status here (no job process holds it)
         done: asyncio.Future[int] = loop.create_future()
         t0 = time.monotonic()
-        # The next job's init gets ready while this one runs; asked for in this job's message
+        # The next jobs' inits get ready while this one runs; asked for in this job's message
         # (one message and one wake-up of the zygote per job, not two).
-        spare = None if job.network else worker.reserve_spare(job.memory_mb, job.max_disk_mb)
-        if spare is not None:
-            msg["next_spare"] = worker.spare_request(spare)
+        spares = [] if job.network else worker.reserve_spares(job.memory_mb, job.max_disk_mb)
+        if spares:
+            msg["next_spares"] = [worker.spare_request(spare) for spare in spares]
         try:
             try:
                 worker.add(msg["id"], done)
                 worker.send(msg, [res_w, err_w, st_w], body)
-                if spare is not None:
+                for spare in spares:
                     worker.keep_spare(spare)
-                    spare = None
+                spares = []
             except (OSError, SandboxError) as exc:
                 worker.forget(msg["id"])
                 await asyncio.to_thread(worker.kill)
@@ -542,7 +547,7 @@ class WarmLocalSandbox(LocalSandbox):
         finally:
             for fd in (res_w, err_w, st_w):
                 os.close(fd)
-            if spare is not None:  # not sent
+            for spare in spares:  # not sent
                 self._cgroups.release(spare[1])
         out_task = asyncio.create_task(_read_fd(res_r, job.max_result_bytes + _FRAME_HEADER_MAX + 1))
         err_task = asyncio.create_task(_read_fd(err_r, job.max_output_bytes))
