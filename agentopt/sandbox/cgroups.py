@@ -247,6 +247,20 @@ class JobCgroup:
         name = "memory.peak" if self.support.version == 2 else "memory.max_usage_in_bytes"
         return _read_int(self.memory_dir / name)
 
+    def _rmdir_all(self) -> bool:
+        """Remove the dirs that can go now (an empty cgroup's rmdir succeeds, an occupied one's
+        fails with EBUSY); True when none is left."""
+        left = []
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left.append(d)
+        self.dirs = left
+        return not left
+
     def _sweep(self) -> bool:
         """Kill what is left and try to remove the dirs once; True when all are gone."""
         self.signal(signal.SIGKILL)
@@ -271,7 +285,13 @@ class JobCgroup:
         return False
 
     def remove_now(self) -> bool:
-        """:meth:`remove` for threads without an event loop (worker shutdown)."""
+        """:meth:`remove` for threads without an event loop (worker shutdown, the cgroup pool).
+
+        A finished job's cgroup is already empty (its pid namespace died with its init), so the
+        dirs are removed first and the cgroup is only swept (its member lists read, SIGKILL)
+        when that fails: two file reads less per job."""
+        if self._rmdir_all():
+            return True
         for _ in range(250):
             if self._sweep():
                 return True
