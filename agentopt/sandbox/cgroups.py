@@ -264,16 +264,7 @@ class JobCgroup:
     def _sweep(self) -> bool:
         """Kill what is left and try to remove the dirs once; True when all are gone."""
         self.signal(signal.SIGKILL)
-        left = []
-        for d in self.dirs:
-            try:
-                d.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError:
-                left.append(d)
-        self.dirs = left
-        return not left
+        return self._rmdir_all()
 
     async def remove(self) -> bool:
         """Kill whatever is left and remove the dirs (retries while the kernel reaps)."""
