@@ -239,3 +239,27 @@ def test_many_concurrent_first_jobs_share_one_worker() -> None:
     results, fallbacks, started = asyncio.run(go())
     assert all(r.ok and r.value["pid"] == 1 for r in results), results
     assert fallbacks == 0 and started == 1
+
+
+@needs_warm
+def test_large_inputs_still_run_warm_from_a_host_dir(tmp_path: Path) -> None:
+    """Inputs too big to travel in the job message (a 200 KB extra file) are copied into a job dir
+    on the host as before; the job still runs warm and reads them."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(200_000))
+    program = tmp_path / "reads_blob.py"
+    program.write_text("import os\n\ndef run():\n    here = os.path.dirname(os.path.abspath(__file__))\n"
+                       "    return {'score': float(os.path.getsize(os.path.join(here, 'blob.bin')))}\n")
+
+    async def go() -> list:
+        sb = WarmLocalSandbox()
+        try:
+            job = SandboxJob(evaluator_path=EVAL, program_path=program, extra_files=[blob], timeout_s=20)
+            return [[await sb.run(job) for _ in range(2)], sb.cold_fallbacks]
+        finally:
+            await sb.close()
+
+    results, fallbacks = asyncio.run(go())
+    assert fallbacks == 0
+    for r in results:
+        assert r.ok and r.value["score"] == 200_000.0, r

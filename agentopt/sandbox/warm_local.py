@@ -619,7 +619,9 @@ class _Discarded(Exception):
     """The warm path could not run this job fairly; the caller re-runs it cold."""
 
 
-_INLINE_INPUT_BYTES = 256 * 1024
+# Inputs sent inside the job message: base64 makes 64 KiB ~87 KB, and a SOCK_SEQPACKET message
+# must fit the socket's send buffer (net.core.wmem_default, 208 KiB on common kernels).
+_INLINE_INPUT_BYTES = 64 * 1024
 
 
 def _inline_inputs(job: SandboxJob) -> dict[str, str] | None:
