@@ -21,16 +21,15 @@ a newline, and the job's JSON {job: <runner job>, work, env, limits, ...}, plus 
 descriptors (result pipe, output pipe, status pipe) by SCM_RIGHTS. The zygote reads the header
 only and hands the job's bytes on as they are: every object it builds between two forks lands on
 pages the next fork shares, and its first write to each costs a copy-on-write fault (decoding the
-job here cost ~110 faults per job). The zygote writes the job's exit
-status to the status pipe when it has reaped the job's init (by then every process of the job is
-gone: the kernel empties a pid namespace before its init is reaped); no job process holds that
-pipe. Were it gone, the zygote answers {op: "done", id, status} on the control socket instead.
+job here cost ~55 of its ~236 faults per job). The zygote writes the job's exit status to the
+status pipe when it has reaped the job's init (by then every process of the job is gone: the
+kernel empties a pid namespace before its init is reaped); no job process holds that pipe. Were it gone, the zygote answers {op: "done", id, status} on the control socket instead.
 Setup failures exit with code 125 and a message on the job's output; the host then discards this
 worker. A *spare* init is forked while a job runs and does the job-independent half of the set-up
 (cgroup, namespaces, mounts) before its job exists (see _spare_init); a job's header asks for the
 spares of the jobs after it ("next_spares": a list of what an {op: "spare"} message holds),
-forked back to back. {op: "preload"} imports a
-task's evaluator before its first job (the host sends it while a run is still starting up).
+forked back to back. {op: "preload"} imports a task's evaluator before its first job (the host
+sends it while a run is still starting up).
 """
 
 from __future__ import annotations
