@@ -255,7 +255,13 @@ class WarmLocalSandbox(LocalSandbox):
         self._preload_stats: dict[tuple[tuple[str, int, int], ...], tuple[str, Path]] = {}
         # Job cgroups are made before their job and removed after it by this pool's thread.
         self._cgroups = CgroupPool(pids_max)
-        self._slots: dict[str, tuple[Path, Path]] = {}  # worker key -> its jobs' (files, work) mount points
+        # The (files, work) dirs of every job whose inputs travel in its message: empty mount points
+        # here, over which each job mounts tmpfs of its own (jobs run in their own mount namespaces,
+        # so they share the paths and nothing else).
+        self._inline_dirs = (self._root / "inline" / "files", self._root / "inline" / "work")
+        for d in (self._root / "inline", *self._inline_dirs):
+            d.mkdir()
+            os.chmod(d, 0o755)
         # Jobs that ran cold because a worker was discarded (tests and benchmarks check it is 0).
         self.cold_fallbacks = 0
         self.spare_jobs = 0  # jobs started from a pre-made init (no cgroup migration on their path)
@@ -401,20 +407,6 @@ class WarmLocalSandbox(LocalSandbox):
         except OSError:
             return False
 
-    def _slot(self, key: str) -> tuple[Path, Path]:
-        """The (files, work) dirs of a worker's jobs: empty mount points here, over which each job
-        mounts tmpfs of its own (jobs run in their own mount namespaces, so they share the paths
-        and nothing else)."""
-        slot = self._slots.get(key)
-        if slot is None:
-            base = self._root / f"w-{key}"
-            slot = (base / "files", base / "work")
-            for d in (base, *slot):
-                d.mkdir(exist_ok=True)
-                os.chmod(d, 0o755)
-            self._slots[key] = slot
-        return slot
-
     # ------------------------------------------------------------------ run
 
     def _job_env(self, job: SandboxJob, work: Path) -> dict[str, str]:
@@ -451,7 +443,7 @@ class WarmLocalSandbox(LocalSandbox):
         """Start the worker for jobs like ``job``, have it import the evaluator, and ask for a spare
         init, so the first job finds all three ready (a run calls this before its other start-up).
         One worker per job environment, whatever ``count`` says."""
-        env = self._job_env(job, self._root / "work")
+        env = self._job_env(job, self._inline_dirs[1])
         key = self._worker_key(env)
         fresh = key not in self._workers
         worker = await self._get_worker(key, env)
@@ -477,14 +469,14 @@ class WarmLocalSandbox(LocalSandbox):
         cg: cgroups.JobCgroup | None = None
         finished = False
         try:
-            key = self._worker_key(self._job_env(job, self._root))  # HOME/TMPDIR are not part of it
             if inline is not None:  # the job's init writes them into its own tmpfs: no dir here
-                files_dir, work = self._slot(key)
+                files_dir, work = self._inline_dirs
                 program, evaluator = files_dir / Path(job.program_path).name, files_dir / Path(job.evaluator_path).name
             else:
                 job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self._root))
                 program, evaluator, work = await asyncio.to_thread(self._prepare_dirs, job, job_dir)
             env = self._job_env(job, work)
+            key = self._worker_key(env)
             try:
                 worker = await self._get_worker(key, env)
             except SandboxError as exc:
