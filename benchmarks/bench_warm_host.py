@@ -41,23 +41,10 @@ def cpu(who):
 def proc_stat(pid):
     return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
 
-def tree_cpu(root):
-    # CPU of root's live descendants incl. what they reaped (the zygote reaps its jobs).
-    tick = os.sysconf("SC_CLK_TCK")
-    stats = {}
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                f = proc_stat(e)
-            except (OSError, IndexError):
-                continue
-            stats[int(e)] = (int(f[1]), sum(int(x) for x in f[11:15]) / tick)
-    total, todo = 0.0, [root]
-    while todo:
-        p = todo.pop()
-        total += stats.get(p, (0, 0.0))[1] if p != root else 0.0
-        todo += [c for c, (pp, _) in stats.items() if pp == p]
-    return total
+# After agentopt (from the checkout above): bench_sandbox puts this checkout on sys.path, which no
+# longer changes which agentopt is loaded.
+sys.path.insert(0, sys.argv[5])
+from bench_sandbox import _tree_cpu_s  # live descendants incl. what they reaped (the zygote its jobs)
 
 async def main(task, n, conc):
     reason = warm_unavailable()
@@ -74,7 +61,7 @@ async def main(task, n, conc):
         worker = next(iter(sb._workers.values()))
         zygote = int(open(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read().split()[0])
         flt0 = int(proc_stat(zygote)[7])
-        host0, main0, guest0 = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_THREAD), tree_cpu(os.getpid())
+        host0, main0, guest0 = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_THREAD), _tree_cpu_s(os.getpid(), include_root=False)
         sem = asyncio.Semaphore(conc)
 
         async def one():
@@ -84,7 +71,7 @@ async def main(task, n, conc):
 
         await asyncio.gather(*(one() for _ in range(n)))
         sb._cgroups.drain()
-        host1, main1, guest1 = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_THREAD), tree_cpu(os.getpid())
+        host1, main1, guest1 = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_THREAD), _tree_cpu_s(os.getpid(), include_root=False)
         flt1 = int(proc_stat(zygote)[7])
         print(json.dumps({"host_ms": 1e3 * (host1 - host0) / n, "main_ms": 1e3 * (main1 - main0) / n,
                           "guest_ms": 1e3 * (guest1 - guest0) / n, "zygote_faults": (flt1 - flt0) / n,
@@ -97,7 +84,7 @@ asyncio.run(main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 
 
 def measure(python: str, root: Path, n: int, conc: int) -> dict:
-    out = subprocess.run([python, "-c", CHILD, str(root), str(TASK), str(n), str(conc)], cwd="/",
+    out = subprocess.run([python, "-c", CHILD, str(root), str(TASK), str(n), str(conc), str(HERE)], cwd="/",
                          capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
