@@ -137,10 +137,15 @@ def ensure_openevolve(venv: Path, version: str) -> Path:
             if got.stdout.strip() != version:
                 print(f"note: {venv} holds openevolve {got.stdout.strip()}, not {version}", file=sys.stderr)
             return python
-    print(f"== creating {venv} with openevolve=={version}", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"openevolve=={version}"], check=True)
+    make_venv(venv, f"openevolve=={version}")
     return python
+
+
+def make_venv(venv: Path, *requirements: str) -> None:
+    """A fresh venv at ``venv`` with ``requirements`` pip-installed (pip's own arguments)."""
+    print(f"== creating {venv} with {' '.join(requirements)}", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *requirements], check=True)
 
 
 def ensure_agentopt_venv(venv: Path) -> str:
@@ -149,9 +154,7 @@ def ensure_agentopt_venv(venv: Path) -> str:
     import costs ~28 ms at every interpreter start, the controller's and each sandbox worker's)."""
     binary = venv / "bin" / "agentopt"
     if not binary.is_file():
-        print(f"== creating {venv} with this checkout's agentopt", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", str(ROOT)], check=True)
+        make_venv(venv, "-e", str(ROOT))
     return str(binary)
 
 
